@@ -7,13 +7,18 @@
 import { readFile } from 'node:fs/promises';
 import { ModelProtoType } from './schema.js';
 
-/** protobufjs decodes int64 as `Long` when the `long` package is present, else as number. */
-export type Int64 = number | { toNumber(): number };
+/**
+ * protobufjs decodes int64 as `Long` (`{ low, high }` 32-bit halves) when the `long` package is
+ * present, else as number; a structured clone of a Long keeps only `{ low, high, unsigned }`.
+ */
+export type Int64 = number | { low: number; high: number; unsigned?: boolean };
 
-/** Converts a decoded int64 (Long or number) to a JS number. */
+/** Converts a decoded int64 (Long, its plain clone, or number) to a JS number. */
 export function toNumber(value: Int64 | null | undefined): number {
   if (value === null || value === undefined) return 0;
-  return typeof value === 'number' ? value : value.toNumber();
+  if (typeof value === 'number') return value;
+  const high = value.unsigned ? value.high >>> 0 : value.high;
+  return high * 2 ** 32 + (value.low >>> 0);
 }
 
 export interface StringStringEntry { key: string; value: string }

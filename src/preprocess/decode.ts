@@ -61,7 +61,11 @@ export async function decodeImage(input: Uint8Array, spec: PreprocessSpec): Prom
     }
     return new Uint8Array(data.buffer, data.byteOffset, data.length);
   } catch (err) {
-    throw new ImageDecodeError(`Could not decode ${format} image: ${(err as Error).message.trim()}`);
+    // libvips keeps one error buffer per process: under concurrent decodes the detail can be lost
+    // ("Unknown error") or doubled, so the stable part of the message comes first.
+    const detail = (err as Error).message.trim().split('\n')[0];
+    const why = !detail || /unknown error/i.test(detail) ? 'the data is corrupt or truncated' : detail;
+    throw new ImageDecodeError(`Could not decode ${format} image: ${why}`);
   }
 }
 

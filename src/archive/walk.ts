@@ -1,0 +1,182 @@
+/**
+ * Streaming, deterministic walk of the files and folders given to `artist-id classify`: yields
+ * image paths one at a time so an archive of hundreds of thousands of paintings never has to be
+ * listed in memory first.
+ */
+import type { Dirent } from 'node:fs';
+import { opendir, realpath, stat } from 'node:fs/promises';
+import { extname, join, normalize } from 'node:path';
+import { invalidParameterError } from '../errors.js';
+import { IMAGE_EXTENSIONS } from '../preprocess/decode.js';
+
+/** What a walk passed over; filled in while it runs (read it after the walk ends). */
+export interface WalkStats {
+  /** Files whose extension is not an image extension (and other non-regular entries). */
+  skipped: number;
+  /** The first few skipped paths, to show people what was left out. */
+  skippedExamples: string[];
+  /** Folders that could not be listed (permissions, vanished mid-walk); the walk goes on. */
+  unreadableDirectories: number;
+  /** The first few unreadable folders, with the reason. */
+  unreadableExamples: string[];
+  /**
+   * Folders not entered because their real path was already walked: symlink loops, links to a
+   * folder seen elsewhere, the same folder given twice.
+   */
+  revisitedFolders: number;
+}
+
+/** Options of {@link walkImages}. */
+export interface WalkOptions {
+  /** Receives the counts of what was skipped; pass one in and read it after the walk. */
+  stats?: WalkStats;
+  /** How many example paths to keep in `stats`; default 5. */
+  maxExamples?: number;
+}
+
+/** A fresh, zeroed {@link WalkStats}. */
+export function createWalkStats(): WalkStats {
+  return { skipped: 0, skippedExamples: [], unreadableDirectories: 0, unreadableExamples: [], revisitedFolders: 0 };
+}
+
+const IMAGE_EXTENSION_SET = new Set(IMAGE_EXTENSIONS.map((e) => e.toLowerCase()));
+
+/** True when the file name has an image extension (case-insensitive: `.JPG` counts). */
+export function hasImageExtension(path: string): boolean {
+  return IMAGE_EXTENSION_SET.has(extname(path).toLowerCase());
+}
+
+/**
+ * Checks that every input exists, so a typo fails before any output file is opened or truncated.
+ *
+ * @returns for each input, whether it is a folder (`true`) or a file (`false`).
+ * @throws Error `Expected at least one file or folder for inputs ...` when `inputs` is empty, and
+ *   `Expected an existing file or folder for inputs[i] but received "..."` for a missing path.
+ * @example
+ * await checkInputs(['scans/', 'extra.jpg']); // throws before any work if one is missing
+ */
+export async function checkInputs(inputs: readonly string[]): Promise<boolean[]> {
+  if (!Array.isArray(inputs) || inputs.length === 0) {
+    throw invalidParameterError('inputs', 'at least one file or folder', inputs);
+  }
+  const kinds: boolean[] = [];
+  for (const [i, input] of inputs.entries()) {
+    // stat (not lstat): a symlink given on the command line is taken to mean its target.
+    const info = typeof input === 'string' && input !== '' ? await stat(input).catch(() => undefined) : undefined;
+    if (!info) throw invalidParameterError(`inputs[${i}]`, 'an existing file or folder', input);
+    kinds.push(info.isDirectory());
+  }
+  return kinds;
+}
+
+/**
+ * Yields the image files under `inputs`, depth-first, each folder's entries in code-unit order of
+ * their names (the same order on every machine and locale).
+ *
+ * - Folders are walked recursively; a file is yielded when its extension is one of
+ *   `IMAGE_EXTENSIONS` (case-insensitive), otherwise it is counted in `opts.stats.skipped`.
+ * - A file named in `inputs` is always yielded, whatever its extension.
+ * - Symlinks to files are followed. A folder (linked or not) is entered only if its real path has
+ *   not been walked yet, so symlink loops end and no file is yielded twice through links or
+ *   overlapping inputs (counted in `stats.revisitedFolders`).
+ * - Folders that cannot be listed are counted in `stats.unreadableDirectories`; the walk goes on.
+ *
+ * Paths are `path.join(input, ...names)`, i.e. relative when the input is relative. Memory holds
+ * one folder's sorted names per level of depth, never the whole archive.
+ *
+ * @param inputs - files and folders, as given by the user.
+ * @throws Error from {@link checkInputs} (before the first yield) when an input is missing.
+ * @example
+ * const stats = createWalkStats();
+ * for await (const file of walkImages(['archive/'], { stats })) console.log(file);
+ * console.log(`${stats.skipped} non-image files skipped`);
+ */
+export async function* walkImages(inputs: readonly string[], opts: WalkOptions = {}): AsyncGenerator<string, void, undefined> {
+  const stats = opts.stats ?? createWalkStats();
+  const maxExamples = opts.maxExamples ?? 5;
+  const isFolder = await checkInputs(inputs);
+  const visited = new Set<string>();
+  for (const [i, input] of inputs.entries()) {
+    if (!isFolder[i]) {
+      yield normalize(input);
+      continue;
+    }
+    const root = normalize(input);
+    yield* walkFolder(root, await realpath(root), { stats, maxExamples, visited });
+  }
+}
+
+interface WalkState {
+  stats: WalkStats;
+  maxExamples: number;
+  /** Real paths of the folders entered so far: what stops symlink loops. */
+  visited: Set<string>;
+}
+
+/** @param real - real path of `dir`, tracked along the walk (no realpath call per plain folder). */
+async function* walkFolder(dir: string, real: string, state: WalkState): AsyncGenerator<string, void, undefined> {
+  if (state.visited.has(real)) {
+    state.stats.revisitedFolders++;
+    return;
+  }
+  state.visited.add(real);
+  const entries = await listSorted(dir, state);
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (isUnknownType(entry)) {
+      // Some network and FUSE file systems report no type in the listing: ask for it.
+      yield* walkSymlink(path, state);
+    } else if (entry.isDirectory()) {
+      yield* walkFolder(path, join(real, entry.name), state);
+    } else if (entry.isFile()) {
+      if (hasImageExtension(path)) yield path;
+      else skip(path, state);
+    } else if (entry.isSymbolicLink()) {
+      yield* walkSymlink(path, state);
+    } else {
+      // FIFOs, sockets and devices: reading a FIFO named `x.jpg` would block forever.
+      skip(path, state);
+    }
+  }
+}
+
+function isUnknownType(e: Dirent): boolean {
+  return !(e.isFile() || e.isDirectory() || e.isSymbolicLink() || e.isFIFO() || e.isSocket() || e.isBlockDevice() || e.isCharacterDevice());
+}
+
+/** A symlink (or an entry of unknown type): decided by what it points to. */
+async function* walkSymlink(path: string, state: WalkState): AsyncGenerator<string, void, undefined> {
+  const target = await stat(path).catch(() => undefined);
+  const real = target?.isDirectory() ? await realpath(path).catch(() => undefined) : undefined;
+  if (real !== undefined) {
+    yield* walkFolder(path, real, state);
+  } else if (hasImageExtension(path) && (target === undefined || target.isFile())) {
+    // A dangling `x.jpg` link is still yielded: its read error becomes a row people can see.
+    yield path;
+  } else {
+    skip(path, state);
+  }
+}
+
+/**
+ * One folder's entries sorted by name. A folder that cannot be listed is recorded and yields what
+ * was read before the failure (usually nothing), so one bad folder does not end a long run.
+ */
+async function listSorted(dir: string, state: WalkState): Promise<Dirent[]> {
+  const entries: Dirent[] = [];
+  try {
+    for await (const entry of await opendir(dir, { bufferSize: 256 })) entries.push(entry);
+  } catch (err) {
+    state.stats.unreadableDirectories++;
+    if (state.stats.unreadableExamples.length < state.maxExamples) {
+      state.stats.unreadableExamples.push(`${dir}: ${(err as Error).message}`);
+    }
+  }
+  // Code-unit comparison, not localeCompare: the order must not depend on the machine's locale.
+  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+function skip(path: string, state: WalkState): void {
+  state.stats.skipped++;
+  if (state.stats.skippedExamples.length < state.maxExamples) state.stats.skippedExamples.push(path);
+}

@@ -1,0 +1,135 @@
+#!/usr/bin/env node
+/**
+ * `artist-id` command line. The one place that wires runtime (`src/`), training (`training/`) and
+ * export (`export/`) together; training code is imported lazily so `classify` never loads
+ * TensorFlow.js.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { classifyArchive, formatSummary } from '../archive/run.js';
+import { expectInteger } from '../errors.js';
+import { Classifier } from '../inference/classifier.js';
+import { DEFAULT_MODEL_NAME } from '../paths.js';
+
+/** commander argument parser for positive integers, with our error wording. */
+function positiveInt(name: string) {
+  return (value: string): number => {
+    try {
+      return expectInteger(name, value, 1);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
+}
+
+function parseSplit(value: string): [number, number, number] {
+  const parts = value.split(',').map((v) => Number(v.trim()));
+  if (parts.length !== 3 || parts.some((n) => !Number.isInteger(n) || n < 0) || parts[0] < 1 || parts[1] < 1) {
+    throw new InvalidArgumentError(`Expected three non-negative integers train,validation,test (e.g. 240,30,30) for --split but received ${JSON.stringify(value)}`);
+  }
+  return parts as [number, number, number];
+}
+
+function parseList(value: string): string[] {
+  return value.split(',').map((v) => v.trim()).filter(Boolean);
+}
+
+const providerOption = () => new Option('--provider <name>', 'execution provider').choices(['auto', 'cpu', 'cuda']).default('auto');
+
+export function buildProgram(): Command {
+  const program = new Command('artist-id')
+    .description('Who painted it? Train artist classifiers on folders of paintings, export them to ONNX, classify archives.')
+    .showHelpAfterError();
+
+  program
+    .command('classify')
+    .description('classify image files and folders (recursively); one row per attempted file')
+    .argument('<inputs...>', 'image files or folders')
+    .option('-m, --model <model>', 'model: .onnx file, folder with model.onnx, or name under models/', DEFAULT_MODEL_NAME)
+    .option('-o, --out <file>', 'write rows to a .jsonl or .csv file (default: JSONL on stdout)')
+    .option('-k, --top-k <k>', 'artists listed per row', positiveInt('--top-k'), 3)
+    .option('-b, --batch-size <n>', 'images per inference batch', positiveInt('--batch-size'), 16)
+    .option('--decode-concurrency <n>', 'images decoded at once (default: CPU cores)', positiveInt('--decode-concurrency'))
+    .option('--resume', 'continue a killed run: keep rows already in --out, classify the rest')
+    .addOption(providerOption())
+    .option('--strict-provider', 'fail instead of falling back to CPU when CUDA is unavailable')
+    .option('--no-progress', 'no progress line on stderr')
+    .action(async (inputs: string[], opts) => {
+      const classifier = await Classifier.load(opts.model, { provider: opts.provider, strictProvider: opts.strictProvider });
+      process.stderr.write(`model: ${classifier.card.name} (${classifier.card.classes.length} artists) from ${classifier.path}\nexecution provider: ${classifier.provider}${classifier.fallbackReason ? ` (${classifier.fallbackReason})` : ''}\n`);
+      try {
+        const summary = await classifyArchive({
+          inputs,
+          classifier,
+          out: opts.out,
+          topK: opts.topK,
+          batchSize: opts.batchSize,
+          decodeConcurrency: opts.decodeConcurrency,
+          resume: opts.resume,
+          progress: opts.progress === false ? false : undefined,
+        });
+        process.stderr.write(`${formatSummary(summary)}\n`);
+      } finally {
+        await classifier.dispose();
+      }
+    });
+
+  program
+    .command('train')
+    .description('train an artist classifier (frozen ImageNet base + dense head) and export it to ONNX')
+    .requiredOption('-d, --data <dir>', 'paintings: <dir>/<artist>/*.jpg or Keras layout <dir>/{train,validation,test}/<artist>/')
+    .requiredOption('-o, --out <dir>', 'output folder (model.onnx, MODEL_CARD.md, history.json)')
+    .option('--artists <list>', 'comma-separated artist folders to use (default: all)', parseList)
+    .option('--split <t,v,t>', 'images per artist for train,validation,test (flat layout)', parseSplit, [240, 30, 30])
+    .option('--seed <n>', 'seed of the split, initialisation and batch order', positiveInt('--seed'), 42)
+    .addOption(new Option('--method <method>', 'training method').choices(['features']).default('features'))
+    .option('--epochs <n>', 'maximum epochs', positiveInt('--epochs'))
+    .option('--hidden <n>', 'hidden units of the dense head (0: logistic regression)', (v) => expectInteger('--hidden', v, 0))
+    .option('--weights-dir <dir>', 'folder with pretrained base weights (else $ARTIST_ID_WEIGHTS_DIR, cache, download)')
+    .option('--name <name>', 'model name recorded in the card (default: the output folder name)')
+    .action(async (opts) => {
+      const { train } = await import('../../training/train.js');
+      await train({
+        data: opts.data,
+        out: opts.out,
+        artists: opts.artists,
+        split: opts.split,
+        seed: opts.seed,
+        name: opts.name,
+        weightsDir: opts.weightsDir,
+        head: { ...(opts.epochs ? { epochs: opts.epochs } : {}), ...(opts.hidden !== undefined ? { hidden: opts.hidden } : {}) },
+      });
+    });
+
+  program
+    .command('evaluate')
+    .description("rebuild a model's held-out test split from its card and report accuracy, per-artist precision/recall, confusion matrix, misclassified files")
+    .option('-m, --model <model>', 'model: .onnx file, folder with model.onnx, or name under models/', DEFAULT_MODEL_NAME)
+    .requiredOption('-d, --data <dir>', 'the dataset the model was trained on')
+    .option('--json <file>', 'also write the report as JSON')
+    .addOption(providerOption())
+    .action(async (opts) => {
+      const { evaluate, formatEvaluation } = await import('../../training/evaluate.js');
+      const result = await evaluate({ model: opts.model, data: opts.data, provider: opts.provider, json: opts.json });
+      process.stdout.write(`${formatEvaluation(result)}\n`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI; prints errors as one line for people (stack traces only with DEBUG=artist-id). */
+export async function main(argv: string[] = process.argv): Promise<void> {
+  // Output piped into `head` closes stdout early: stop quietly like other Unix tools.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    process.stderr.write(`artist-id: ${(err as Error).message}\n`);
+    if (process.env.DEBUG?.includes('artist-id')) process.stderr.write(`${(err as Error).stack}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main();

@@ -1,0 +1,180 @@
+/**
+ * The dense classifier trained on frozen bottleneck features (the slides' "frozen conv base + new
+ * dense classifier"): standardise -> Dense(hidden, relu, L2) -> Dropout -> Dense(C, softmax, L2).
+ * `hidden: 0` gives multinomial logistic regression.
+ */
+import * as tf from '@tensorflow/tfjs';
+import seedrandom from 'seedrandom';
+import type { Standardizer } from '../export/head-to-onnx.js';
+import { seededShuffle } from './dataset.js';
+
+/** Hyperparameters of the head and its training. */
+export interface HeadConfig {
+  /** Units of the hidden Dense layer; 0 for none (logistic regression). */
+  hidden: number;
+  /** Dropout rate after the hidden layer (and on the inputs when hidden is 0). */
+  dropout: number;
+  /** L2 penalty on Dense kernels (Keras `regularizers.l2`). */
+  l2: number;
+  /** Adam learning rate. */
+  learningRate: number;
+  /** Maximum epochs. */
+  epochs: number;
+  /** Stop after this many epochs without a better validation score. */
+  patience: number;
+  batchSize: number;
+  /** Seeds weight initialisation, dropout and batch order. */
+  seed: number;
+}
+
+export const DEFAULT_HEAD: HeadConfig = {
+  hidden: 256,
+  dropout: 0.5,
+  l2: 1e-3,
+  learningRate: 1e-3,
+  epochs: 80,
+  patience: 20,
+  batchSize: 32,
+  seed: 42,
+};
+
+
+/** A labelled feature matrix: `x` `[N,D]` float32 row-major, `y` N class indices. */
+export interface FeatureSet {
+  x: Float32Array;
+  y: number[];
+}
+
+export interface EpochLog {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss: number;
+  valAccuracy: number;
+}
+
+/** A trained head: the TF.js model, its standardiser, and the training history. */
+export interface TrainedHead {
+  model: tf.Sequential;
+  standardizer: Standardizer;
+  history: EpochLog[];
+  /** 1-based epoch whose weights were kept (best validation accuracy, then lowest loss). */
+  bestEpoch: number;
+  featureDim: number;
+  classes: number;
+}
+
+/** Fits mean and 1/std per feature (std floored at 1e-6 so dead ReLU channels stay finite). */
+export function fitStandardizer(x: Float32Array, d: number): Standardizer {
+  const n = x.length / d;
+  const mean = new Float64Array(d);
+  const sq = new Float64Array(d);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j] += x[i * d + j];
+  for (let j = 0; j < d; j++) mean[j] /= n;
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) sq[j] += (x[i * d + j] - mean[j]) ** 2;
+  const invStd = new Float32Array(d);
+  for (let j = 0; j < d; j++) invStd[j] = 1 / Math.max(Math.sqrt(sq[j] / n), 1e-6);
+  return { mean: Float32Array.from(mean), invStd };
+}
+
+function standardize(x: Float32Array, s: Standardizer): Float32Array {
+  const d = s.mean.length;
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = (x[i] - s.mean[i % d]) * s.invStd[i % d];
+  return out;
+}
+
+/** Builds the (untrained) TF.js head. */
+export function buildHead(featureDim: number, classes: number, config: HeadConfig): tf.Sequential {
+  const model = tf.sequential();
+  const init = (k: number) => tf.initializers.glorotUniform({ seed: config.seed + k });
+  const reg = config.l2 > 0 ? tf.regularizers.l2({ l2: config.l2 }) : undefined;
+  if (config.hidden > 0) {
+    model.add(tf.layers.dense({ inputShape: [featureDim], units: config.hidden, activation: 'relu', kernelInitializer: init(1), kernelRegularizer: reg, name: 'hidden' }));
+    if (config.dropout > 0) model.add(tf.layers.dropout({ rate: config.dropout, seed: config.seed + 2, name: 'dropout' }));
+  } else if (config.dropout > 0) {
+    model.add(tf.layers.dropout({ inputShape: [featureDim], rate: config.dropout, seed: config.seed + 2, name: 'dropout' }));
+  }
+  model.add(tf.layers.dense({ ...(model.layers.length === 0 ? { inputShape: [featureDim] } : {}), units: classes, activation: 'softmax', kernelInitializer: init(3), kernelRegularizer: reg, name: 'output' }));
+  model.compile({ optimizer: tf.train.adam(config.learningRate), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+  return model;
+}
+
+/**
+ * Trains the head with seeded mini-batches, evaluates on validation after every epoch, keeps the
+ * best epoch's weights, and stops early after `patience` epochs without improvement.
+ *
+ * @param train - training features `[N,D]` and labels.
+ * @param validation - validation features and labels (chooses the epoch; never the test split).
+ */
+export async function trainHead(
+  train: FeatureSet,
+  validation: FeatureSet,
+  featureDim: number,
+  classes: number,
+  config: HeadConfig = DEFAULT_HEAD,
+  onEpoch?: (log: EpochLog) => void,
+): Promise<TrainedHead> {
+  const standardizer = fitStandardizer(train.x, featureDim);
+  const xTrain = standardize(train.x, standardizer);
+  const xVal = tf.tensor2d(standardize(validation.x, standardizer), [validation.y.length, featureDim]);
+  const yVal = tf.oneHot(tf.tensor1d(validation.y, 'int32'), classes);
+  const model = buildHead(featureDim, classes, config);
+  const history: EpochLog[] = [];
+  let best: { epoch: number; acc: number; loss: number; weights: tf.Tensor[] } | undefined;
+  const rng = seedrandom(`head:${config.seed}`);
+  const order = train.y.map((_, i) => i);
+
+  for (let epoch = 1; epoch <= config.epochs; epoch++) {
+    const perm = seededShuffle(order, `${rng()}`);
+    let lossSum = 0;
+    let accSum = 0;
+    for (let start = 0; start < perm.length; start += config.batchSize) {
+      const idx = perm.slice(start, start + config.batchSize);
+      const xb = tf.tensor2d(gatherRows(xTrain, idx, featureDim), [idx.length, featureDim]);
+      const yb = tf.tidy(() => tf.oneHot(tf.tensor1d(idx.map((i) => train.y[i]), 'int32'), classes));
+      const [l, a] = (await model.trainOnBatch(xb, yb)) as number[];
+      tf.dispose([xb, yb]);
+      lossSum += l * idx.length;
+      accSum += a * idx.length;
+    }
+    const [valLoss, valAccuracy] = (model.evaluate(xVal, yVal, { batchSize: 256 }) as tf.Scalar[]).map((t) => {
+      const v = t.dataSync()[0];
+      t.dispose();
+      return v;
+    });
+    const log = { epoch, loss: lossSum / perm.length, accuracy: accSum / perm.length, valLoss, valAccuracy };
+    history.push(log);
+    onEpoch?.(log);
+    if (!best || valAccuracy > best.acc || (valAccuracy === best.acc && valLoss < best.loss)) {
+      best?.weights.forEach((w) => w.dispose());
+      best = { epoch, acc: valAccuracy, loss: valLoss, weights: model.getWeights().map((w) => w.clone()) };
+    } else if (epoch - best.epoch >= config.patience) {
+      break;
+    }
+  }
+  model.setWeights(best!.weights);
+  best!.weights.forEach((w) => w.dispose());
+  tf.dispose([xVal, yVal]);
+  return { model, standardizer, history, bestEpoch: best!.epoch, featureDim, classes };
+}
+
+/**
+ * Probabilities of the trained head for raw (unstandardised) features.
+ *
+ * @param x - `[N,D]` float32 bottleneck features.
+ * @returns `[N,C]` float32 softmax probabilities, row-major.
+ */
+export function predictHead(head: TrainedHead, x: Float32Array): Float32Array {
+  const n = x.length / head.featureDim;
+  return tf.tidy(() => {
+    const input = tf.tensor2d(standardize(x, head.standardizer), [n, head.featureDim]);
+    return (head.model.predict(input, { batchSize: 256 }) as tf.Tensor).dataSync() as Float32Array;
+  });
+}
+
+function gatherRows(x: Float32Array, rows: number[], d: number): Float32Array {
+  const out = new Float32Array(rows.length * d);
+  rows.forEach((r, i) => out.set(x.subarray(r * d, (r + 1) * d), i * d));
+  return out;
+}

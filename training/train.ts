@@ -1,0 +1,151 @@
+/**
+ * `artist-id train --method features`: frozen ImageNet base + dense head, exported as one ONNX model.
+ *
+ * data -> seeded split -> bottleneck features (onnxruntime, cached) -> TF.js head (best epoch on
+ * validation) -> ONNX splice -> parity check -> `<out>/model.onnx` + `MODEL_CARD.md` + `history.json`.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { buildFeatureModel } from '../export/base.js';
+import { headToOnnx } from '../export/head-to-onnx.js';
+import { checkParity, type ParityResult } from '../export/parity.js';
+import { spliceHead } from '../export/splice.js';
+import { createSession } from '../src/inference/session.js';
+import type { ModelCard } from '../src/model/card.js';
+import { decodeModel, encodeModel } from '../src/onnx/model.js';
+import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
+import { BASE_WEIGHTS, resolveBaseWeights, type BaseWeightsName } from '../src/weights/base-weights.js';
+import { initTrainingBackend } from './backend.js';
+import { loadDataset, type Sample, type SplitOptions } from './dataset.js';
+import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
+import { DEFAULT_HEAD, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
+import { renderModelCard } from './model-card-md.js';
+import { argmaxRows, classificationReport } from './metrics.js';
+
+export interface TrainOptions extends SplitOptions {
+  /** Dataset root (`<root>/<artist>/*.jpg` or Keras layout). */
+  data: string;
+  /** Output directory for model.onnx and its card. */
+  out: string;
+  /** Model name recorded in the card; default: the out folder's name. */
+  name?: string;
+  /** Base weights name (see BASE_WEIGHTS). */
+  base?: BaseWeightsName;
+  /** Local folder holding base weights (else env ARTIST_ID_WEIGHTS_DIR, cache, download). */
+  weightsDir?: string;
+  /** Head hyperparameter overrides. */
+  head?: Partial<HeadConfig>;
+  /** Images used by the export parity check; default 32. */
+  parityImages?: number;
+  /** Progress and results, one line each; default stderr. */
+  log?: (line: string) => void;
+}
+
+export interface TrainResult {
+  modelPath: string;
+  card: ModelCard;
+  parity: ParityResult;
+}
+
+/**
+ * Trains, exports and checks a model; writes `<out>/model.onnx`, `<out>/MODEL_CARD.md` and
+ * `<out>/history.json` (per-epoch loss/accuracy, the training curves).
+ *
+ * @throws Error on bad data (see loadDataset), unavailable base weights, undecodable training
+ *   images, or a failed parity check (nothing is written then).
+ */
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const started = performance.now();
+  const seed = options.seed ?? 42;
+  const config: HeadConfig = { ...DEFAULT_HEAD, seed, ...options.head };
+  const baseName = options.base ?? 'mobilenetv2-12-int8';
+  const baseInfo = BASE_WEIGHTS[baseName];
+
+  const backend = await initTrainingBackend();
+  log(`TensorFlow.js backend: ${backend.name}${backend.notes.length ? ` (not available: ${backend.notes.join('; ')})` : ''}`);
+
+  const dataset = await loadDataset(options.data, options);
+  const split = options.split ?? [240, 30, 30];
+  log(`data: ${dataset.root} (${dataset.layout} layout), ${dataset.classes.length} artists, ${dataset.train.length}/${dataset.validation.length}/${dataset.test.length} train/validation/test images, seed ${seed}`);
+
+  const weights = await resolveBaseWeights(baseName, { weightsDir: options.weightsDir, log });
+  log(`base: ${baseName} (${weights.source}: ${weights.path})`);
+  const featureModel = buildFeatureModel(decodeModel(await readFile(weights.path), weights.path), baseInfo, DEFAULT_PREPROCESS);
+  const featureBytes = encodeModel(featureModel);
+  const { session: featureSession } = await createSession(featureBytes, { provider: 'auto' });
+  const extractor: FeatureExtractor = { session: featureSession, modelKey: featureModelKey(featureBytes), spec: DEFAULT_PREPROCESS, featureDim: baseInfo.featureDim };
+
+  const featuresOf = async (samples: Sample[], label: string): Promise<FeatureSet> => {
+    const t0 = performance.now();
+    const { features, cached } = await extractFeatures(extractor, samples.map((s) => s.path));
+    log(`bottleneck features (${label}): ${samples.length} images, ${cached} from cache, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return { x: features, y: samples.map((s) => s.label) };
+  };
+  const trainSet = await featuresOf(dataset.train, 'train');
+  const valSet = await featuresOf(dataset.validation, 'validation');
+  const testSet = dataset.test.length > 0 ? await featuresOf(dataset.test, 'test') : undefined;
+
+  const head = await trainHead(trainSet, valSet, baseInfo.featureDim, dataset.classes.length, config, (e) => {
+    if (e.epoch % 10 === 0) log(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)} acc ${pct(e.accuracy)} | val loss ${e.valLoss.toFixed(4)} val acc ${pct(e.valAccuracy)}`);
+  });
+  const accuracyOn = (set: FeatureSet) => classificationReport(set.y, argmaxRows(predictHead(head, set.x), dataset.classes.length), dataset.classes).accuracy;
+  const best = head.history[head.bestEpoch - 1];
+  const metrics: ModelCard['metrics'] = {
+    train: { images: trainSet.y.length, accuracy: accuracyOn(trainSet) },
+    validation: { images: valSet.y.length, accuracy: best.valAccuracy, loss: best.valLoss },
+    ...(testSet ? { test: { images: testSet.y.length, accuracy: accuracyOn(testSet) } } : {}),
+  };
+  log(`best epoch ${head.bestEpoch}/${head.history.length}: validation ${pct(metrics.validation.accuracy)}${metrics.test ? `, test ${pct(metrics.test.accuracy)} (held out)` : ''}`);
+
+  const out = resolve(options.out);
+  const card: ModelCard = {
+    format: 'artist-id/1',
+    name: options.name ?? out.split(/[\\/]/).pop()!,
+    classes: dataset.classes,
+    preprocessing: DEFAULT_PREPROCESS,
+    input: 'image',
+    outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' },
+    base: { name: baseName, sha256: weights.sha256, featureDim: baseInfo.featureDim },
+    training: {
+      method: 'features',
+      data: options.data,
+      layout: dataset.layout,
+      seed,
+      split,
+      epochs: head.history.length,
+      bestEpoch: head.bestEpoch,
+      backend: backend.name,
+      hyperparameters: { ...config },
+      seconds: 0,
+    },
+    metrics,
+    parity: { images: 0, maxAbsDiff: 0, tolerance: 0 },
+    createdAt: new Date().toISOString(),
+  };
+
+  // Export, then check the exported graph against its source on real held-out images.
+  const headGraph = headToOnnx(head.model, head.standardizer);
+  const draft = encodeModel(spliceHead(featureModel, headGraph, card));
+  const { session: exported } = await createSession(draft, { provider: 'cpu' });
+  const parityPaths = (dataset.test.length ? dataset.test : dataset.validation).map((s) => s.path).slice(0, options.parityImages ?? 32);
+  const parity = await checkParity(exported, featureSession, (f) => predictHead(head, f), parityPaths, DEFAULT_PREPROCESS);
+  log(`export parity: max |p_onnx - p_tfjs| = ${parity.maxAbsDiff.toExponential(2)} over ${parity.images} images (tolerance ${parity.tolerance}), top-1 disagreements ${parity.top1Disagreements}`);
+  await Promise.all([exported.release(), featureSession.release()]);
+
+  card.parity = { images: parity.images, maxAbsDiff: parity.maxAbsDiff, tolerance: parity.tolerance };
+  card.training.seconds = Math.round((performance.now() - started) / 100) / 10;
+  const modelBytes = encodeModel(spliceHead(featureModel, headGraph, card));
+  await mkdir(out, { recursive: true });
+  const modelPath = join(out, 'model.onnx');
+  await writeFile(modelPath, modelBytes);
+  await writeFile(join(out, 'history.json'), `${JSON.stringify(head.history, null, 1)}\n`);
+  await writeFile(join(out, 'MODEL_CARD.md'), renderModelCard(card));
+  head.model.dispose();
+  log(`wrote ${modelPath} (${(modelBytes.length / 1e6).toFixed(1)} MB) in ${card.training.seconds} s`);
+  return { modelPath, card, parity };
+}
+
+function pct(v: number): string {
+  return `${(100 * v).toFixed(1)}%`;
+}
