@@ -21,7 +21,7 @@ function meanRgb(pixels: Uint8Array, width: number, x0: number, x1: number, y0: 
 }
 
 /** A 64x32 image: left half red, right half blue. */
-function redBlue(): sharp.Sharp {
+function redBlue(): ReturnType<typeof sharp> {
   const raw = Buffer.alloc(64 * 32 * 3);
   for (let y = 0; y < 32; y++) for (let x = 0; x < 64; x++) raw.set(x < 32 ? [255, 0, 0] : [0, 0, 255], (y * 64 + x) * 3);
   return sharp(raw, { raw: { width: 64, height: 32, channels: 3 } });
@@ -79,7 +79,7 @@ test('animated GIF: the first frame is used', async () => {
   // Two frames stacked vertically: red then blue.
   const raw = Buffer.alloc(8 * 16 * 4);
   for (let i = 0; i < 8 * 16; i++) raw.set(i < 64 ? [255, 0, 0, 255] : [0, 0, 255, 255], i * 4);
-  const gif = await sharp(raw, { raw: { width: 8, height: 16, channels: 4, pageHeight: 8 } as sharp.CreateRaw }).gif().toBuffer();
+  const gif = await sharp(raw, { raw: { width: 8, height: 16, channels: 4, pageHeight: 8 } as Parameters<typeof sharp>[1] extends { raw?: infer R } ? R : never }).gif().toBuffer();
   assert.equal((await sharp(gif).metadata()).pages, 2);
   const pixels = await decodeImage(gif, { ...SMALL, width: 8, height: 8 });
   const m = meanRgb(pixels, 8, 0, 8, 0, 8);

@@ -28,7 +28,7 @@ export interface HeadConfig {
 }
 
 export const DEFAULT_HEAD: HeadConfig = {
-  hidden: 256,
+  hidden: 64,
   dropout: 0.5,
   l2: 1e-3,
   learningRate: 1e-3,
