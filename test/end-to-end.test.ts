@@ -77,3 +77,17 @@ test('train -> export -> classify held-out real paintings -> evaluate', async ()
   assert.equal(report.misclassified.length, 120 - correct);
   assert.match(evaluated.stdout, /confusion matrix/);
 });
+
+test('classify the whole shared paintings tree with the shipped model: one row per painting, others skipped and counted', async () => {
+  const tmp = await mkdtemp(join(os.tmpdir(), 'artist-id-tree-'));
+  const out = join(tmp, 'all.csv');
+  const { stderr } = cli(['classify', PAINTINGS, '--out', out, '--batch-size', '32'], {});
+  const lines = (await readFile(out, 'utf8')).trim().split('\n');
+  assert.equal(lines[0], 'path,artist,probability,top_k,error');
+  const rows = lines.slice(1);
+  assert.equal(rows.length, 3300, 'one row per painting');
+  assert.equal(new Set(rows.map((r) => r.split(',')[0])).size, 3300, 'no duplicate rows');
+  assert.ok(rows.every((r) => r.endsWith(',')), 'no row has an error');
+  assert.match(stderr, /skipped, not images: +2 /);
+  assert.match(stderr, /manifest\.csv/);
+});
