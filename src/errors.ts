@@ -35,3 +35,12 @@ export function expectInteger(parameter: string, value: unknown, min = 1, max = 
   }
   return n;
 }
+
+/** Returns `value` as a finite number in [min, max], else throws {@link invalidParameterError}. */
+export function expectNumber(parameter: string, value: unknown, min = -Infinity, max = Infinity): number {
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < min || n > max) {
+    throw invalidParameterError(parameter, `number between ${min} and ${max}`, value);
+  }
+  return n;
+}

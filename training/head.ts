@@ -178,3 +178,15 @@ function gatherRows(x: Float32Array, rows: number[], d: number): Float32Array {
   rows.forEach((r, i) => out.set(x.subarray(r * d, (r + 1) * d), i * d));
   return out;
 }
+
+/**
+ * Folds a softmax temperature into the output layer: kernel and bias divided by T, so the model's
+ * logits become `logits / T` and its probabilities `softmax(logits / T)` (temperature scaling, Guo et al.
+ * 2017). The top-1 prediction is unchanged.
+ */
+export function applyTemperature(head: TrainedHead, temperature: number): void {
+  const output = head.model.layers[head.model.layers.length - 1];
+  const scaled = output.getWeights().map((w) => tf.tidy(() => tf.div(w, temperature)));
+  output.setWeights(scaled);
+  tf.dispose(scaled);
+}

@@ -47,7 +47,7 @@ ${card.classes.map((c, i) => `${i}. ${c}`).join('\n')}
 
 ## Training
 - Method: \`${t.method}\` — frozen ImageNet base \`${card.base.name}\` (sha256 ${card.base.sha256.slice(0, 16)}…), bottleneck features
-  (global average pool, ${card.base.featureDim}-d), dense head trained in TensorFlow.js (backend ${t.backend}).
+  \`${card.base.features}\` (${card.base.features === 'style' ? 'per-channel mean/std and Gram statistics of several feature maps, computed in the graph' : 'global average pool of the final feature map'}, ${card.base.featureDim}-d), dense head trained in TensorFlow.js (backend ${t.backend}).
 - Data: \`${t.data}\` (${t.layout} layout); split ${t.split.join('/')} per artist, seed ${t.seed}.
 - Epochs: ${t.epochs} run, epoch ${t.bestEpoch} kept (best validation accuracy). Training time ${t.seconds} s.
 - Hyperparameters: ${Object.entries(t.hyperparameters).map(([k, v]) => `${k}=${v}`).join(', ')}.
@@ -58,7 +58,10 @@ ${card.classes.map((c, i) => `${i}. ${c}`).join('\n')}
 | train | ${m.train.images} | ${formatAccuracy(m.train.accuracy, m.train.images)} |
 | validation (chooses the epoch) | ${m.validation.images} | ${formatAccuracy(m.validation.accuracy, m.validation.images)} |
 ${m.test ? `| **test (held out)** | ${m.test.images} | **${formatAccuracy(m.test.accuracy, m.test.images)}** |\n` : ''}
-Export parity (ONNX vs TF.js head on real images): max |Δp| = ${card.parity.maxAbsDiff.toExponential(2)} over ${card.parity.images} images (tolerance ${card.parity.tolerance}).
+${card.calibration ? `Calibration: temperature scaling fitted on validation, T = ${card.calibration.temperature.toFixed(3)} (folded into the output layer).
+Expected calibration error (15 bins): validation ${card.calibration.validationEceBefore.toFixed(3)} → ${card.calibration.validationEceAfter.toFixed(3)}${card.calibration.testEceAfter !== undefined ? `; test ${card.calibration.testEceBefore!.toFixed(3)} → ${card.calibration.testEceAfter.toFixed(3)}` : ''}.
+
+` : ''}Export parity (ONNX vs TF.js head on real images): max |Δp| = ${card.parity.maxAbsDiff.toExponential(2)} over ${card.parity.images} images (tolerance ${card.parity.tolerance}).
 
 Re-check: \`artist-id evaluate --model <this folder> --data <data>\` rebuilds the same split and reports the test split.
 `;

@@ -8,6 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { buildFeatureModel } from '../export/base.js';
 import { headToOnnx } from '../export/head-to-onnx.js';
+import { MOBILENETV2_STYLE_LAYERS, buildStyleFeatureModel, styleFeatureDim } from '../export/style.js';
 import { checkParity, type ParityResult } from '../export/parity.js';
 import { spliceHead } from '../export/splice.js';
 import { createSession } from '../src/inference/session.js';
@@ -18,7 +19,8 @@ import { BASE_WEIGHTS, resolveBaseWeights, type BaseWeightsName } from '../src/w
 import { initTrainingBackend } from './backend.js';
 import { loadDataset, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
-import { DEFAULT_HEAD, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
+import { DEFAULT_HEAD, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
+import { expectedCalibrationError, fitTemperature } from './calibration.js';
 import { renderModelCard } from './model-card-md.js';
 import { argmaxRows, classificationReport } from './metrics.js';
 
@@ -33,6 +35,8 @@ export interface TrainOptions extends SplitOptions {
   base?: BaseWeightsName;
   /** Local folder holding base weights (else env ARTIST_ID_WEIGHTS_DIR, cache, download). */
   weightsDir?: string;
+  /** Bottleneck features: `pooled` (global average pool of the final map) or `style` (mean/std/Gram statistics). */
+  features?: 'pooled' | 'style';
   /** Head hyperparameter overrides. */
   head?: Partial<HeadConfig>;
   /** Images used by the export parity check; default 32. */
@@ -71,10 +75,17 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   const weights = await resolveBaseWeights(baseName, { weightsDir: options.weightsDir, log });
   log(`base: ${baseName} (${weights.source}: ${weights.path})`);
-  const featureModel = buildFeatureModel(decodeModel(await readFile(weights.path), weights.path), baseInfo, DEFAULT_PREPROCESS);
+  const featureKind = options.features ?? 'pooled';
+  const baseModel = decodeModel(await readFile(weights.path), weights.path);
+  const featureModel =
+    featureKind === 'style'
+      ? buildStyleFeatureModel(baseModel, baseInfo, DEFAULT_PREPROCESS, MOBILENETV2_STYLE_LAYERS)
+      : buildFeatureModel(baseModel, baseInfo, DEFAULT_PREPROCESS);
+  const featureDim = featureKind === 'style' ? styleFeatureDim(MOBILENETV2_STYLE_LAYERS) : baseInfo.featureDim;
   const featureBytes = encodeModel(featureModel);
   const { session: featureSession } = await createSession(featureBytes, { provider: 'auto' });
-  const extractor: FeatureExtractor = { session: featureSession, modelKey: featureModelKey(featureBytes), spec: DEFAULT_PREPROCESS, featureDim: baseInfo.featureDim };
+  const extractor: FeatureExtractor = { session: featureSession, modelKey: featureModelKey(featureBytes), spec: DEFAULT_PREPROCESS, featureDim };
+  log(`bottleneck features: ${featureKind}, ${featureDim}-d`);
 
   const featuresOf = async (samples: Sample[], label: string): Promise<FeatureSet> => {
     const t0 = performance.now();
@@ -86,9 +97,19 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const valSet = await featuresOf(dataset.validation, 'validation');
   const testSet = dataset.test.length > 0 ? await featuresOf(dataset.test, 'test') : undefined;
 
-  const head = await trainHead(trainSet, valSet, baseInfo.featureDim, dataset.classes.length, config, (e) => {
+  const head = await trainHead(trainSet, valSet, featureDim, dataset.classes.length, config, (e) => {
     if (e.epoch % 10 === 0) log(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)} acc ${pct(e.accuracy)} | val loss ${e.valLoss.toFixed(4)} val acc ${pct(e.valAccuracy)}`);
   });
+  // Temperature scaling on validation, folded into the output layer before anything is measured or exported.
+  const c = dataset.classes.length;
+  const logProbs = (set: FeatureSet) => predictHead(head, set.x).map((p) => Math.log(Math.max(p, 1e-12)));
+  const eceOf = (set: FeatureSet) => expectedCalibrationError(predictHead(head, set.x), set.y, c).ece;
+  const valEceBefore = eceOf(valSet);
+  const testEceBefore = testSet ? eceOf(testSet) : undefined;
+  const temperature = fitTemperature(logProbs(valSet), valSet.y, c);
+  applyTemperature(head, temperature);
+  const calibration = { temperature, validationEceBefore: valEceBefore, validationEceAfter: eceOf(valSet), ...(testSet ? { testEceBefore, testEceAfter: eceOf(testSet) } : {}) };
+  log(`temperature scaling: T = ${temperature.toFixed(3)}; validation ECE ${calibration.validationEceBefore.toFixed(3)} -> ${calibration.validationEceAfter.toFixed(3)}${testSet ? `; test ECE ${calibration.testEceBefore!.toFixed(3)} -> ${calibration.testEceAfter!.toFixed(3)}` : ''}`);
   const accuracyOn = (set: FeatureSet) => classificationReport(set.y, argmaxRows(predictHead(head, set.x), dataset.classes.length), dataset.classes).accuracy;
   const best = head.history[head.bestEpoch - 1];
   const metrics: ModelCard['metrics'] = {
@@ -106,7 +127,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     preprocessing: DEFAULT_PREPROCESS,
     input: 'image',
     outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' },
-    base: { name: baseName, sha256: weights.sha256, featureDim: baseInfo.featureDim },
+    base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim },
     training: {
       method: 'features',
       data: options.data,
@@ -120,6 +141,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       seconds: 0,
     },
     metrics,
+    calibration,
     parity: { images: 0, maxAbsDiff: 0, tolerance: 0 },
     createdAt: new Date().toISOString(),
   };

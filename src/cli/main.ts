@@ -6,19 +6,26 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { classifyArchive, formatSummary } from '../archive/run.js';
-import { expectInteger } from '../errors.js';
+import { expectInteger, expectNumber } from '../errors.js';
 import { Classifier } from '../inference/classifier.js';
 import { DEFAULT_MODEL_NAME } from '../paths.js';
+import { registerServe } from './commands/serve.js';
+import { registerBench } from './commands/bench.js';
 
-/** commander argument parser for positive integers, with our error wording. */
-function positiveInt(name: string) {
-  return (value: string): number => {
+/** Wraps a validator so commander reports its message as an invalid argument. */
+function asArgument<T>(parse: (value: string) => T): (value: string) => T {
+  return (value: string): T => {
     try {
-      return expectInteger(name, value, 1);
+      return parse(value);
     } catch (err) {
       throw new InvalidArgumentError((err as Error).message);
     }
   };
+}
+
+/** commander argument parser for positive integers, with our error wording. */
+function positiveInt(name: string) {
+  return asArgument((value) => expectInteger(name, value, 1));
 }
 
 function parseSplit(value: string): [number, number, number] {
@@ -82,8 +89,11 @@ export function buildProgram(): Command {
     .option('--split <t,v,t>', 'images per artist for train,validation,test (flat layout)', parseSplit, [240, 30, 30])
     .option('--seed <n>', 'seed of the split, initialisation and batch order', positiveInt('--seed'), 42)
     .addOption(new Option('--method <method>', 'training method').choices(['features']).default('features'))
+    .addOption(new Option('--features <kind>', 'bottleneck features: pooled final map, or style statistics (mean/std/Gram of several maps)').choices(['pooled', 'style']).default('pooled'))
     .option('--epochs <n>', 'maximum epochs', positiveInt('--epochs'))
-    .option('--hidden <n>', 'hidden units of the dense head (0: logistic regression)', (v) => expectInteger('--hidden', v, 0))
+    .option('--hidden <n>', 'hidden units of the dense head (0: logistic regression); default 64', asArgument((v) => expectInteger('--hidden', v, 0)))
+    .option('--dropout <rate>', 'dropout rate in [0,1); default 0.5', asArgument((v) => expectNumber('--dropout', v, 0, 0.99)))
+    .option('--l2 <lambda>', 'L2 penalty on Dense kernels; default 1e-3', asArgument((v) => expectNumber('--l2', v, 0, 10)))
     .option('--weights-dir <dir>', 'folder with pretrained base weights (else $ARTIST_ID_WEIGHTS_DIR, cache, download)')
     .option('--name <name>', 'model name recorded in the card (default: the output folder name)')
     .action(async (opts) => {
@@ -96,7 +106,8 @@ export function buildProgram(): Command {
         seed: opts.seed,
         name: opts.name,
         weightsDir: opts.weightsDir,
-        head: { ...(opts.epochs ? { epochs: opts.epochs } : {}), ...(opts.hidden !== undefined ? { hidden: opts.hidden } : {}) },
+        features: opts.features,
+        head: Object.fromEntries(Object.entries({ epochs: opts.epochs, hidden: opts.hidden, dropout: opts.dropout, l2: opts.l2 }).filter(([, v]) => v !== undefined)),
       });
     });
 
@@ -112,6 +123,9 @@ export function buildProgram(): Command {
       const result = await evaluate({ model: opts.model, data: opts.data, provider: opts.provider, json: opts.json });
       process.stdout.write(`${formatEvaluation(result)}\n`);
     });
+
+  registerServe(program);
+  registerBench(program);
 
   return program;
 }

@@ -43,7 +43,13 @@ export const modelCardSchema = z.object({
     /** `[N,D] float32` bottleneck features of the base. */
     features: z.string(),
   }),
-  base: z.object({ name: z.string(), sha256: z.string(), featureDim: z.number().int().positive() }),
+  base: z.object({
+    name: z.string(),
+    sha256: z.string(),
+    /** `pooled`: global-average-pooled final feature map; `style`: mean/std/Gram statistics of several maps. */
+    features: z.enum(['pooled', 'style']).default('pooled'),
+    featureDim: z.number().int().positive(),
+  }),
   training: z.object({
     method: z.string(),
     data: z.string(),
@@ -61,6 +67,16 @@ export const modelCardSchema = z.object({
     validation: splitMetricsSchema,
     test: splitMetricsSchema.optional(),
   }),
+  /** Temperature scaling fitted on validation (folded into the output layer) and its effect on ECE (15 bins). */
+  calibration: z
+    .object({
+      temperature: z.number().positive(),
+      validationEceBefore: z.number(),
+      validationEceAfter: z.number(),
+      testEceBefore: z.number().optional(),
+      testEceAfter: z.number().optional(),
+    })
+    .optional(),
   parity: z.object({ images: z.number().int(), maxAbsDiff: z.number(), tolerance: z.number() }),
   createdAt: z.string(),
 });

@@ -1,0 +1,54 @@
+/** Calibration maths on known inputs. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import seedrandom from 'seedrandom';
+import { expectedCalibrationError, fitTemperature, nll, softmaxRows } from '../training/calibration.js';
+
+test('softmax rows sum to one and temperature flattens them', () => {
+  const p1 = softmaxRows([2, 0, -1, 0, 0, 0], 3);
+  assert.ok(Math.abs(p1[0] + p1[1] + p1[2] - 1) < 1e-6);
+  assert.ok(Math.abs(p1[3] - 1 / 3) < 1e-6);
+  const p2 = softmaxRows([2, 0, -1], 3, 4);
+  assert.ok(p2[0] < p1[0] && p2[0] > 1 / 3);
+});
+
+test('ECE: perfectly calibrated bins give 0; a known miscalibration gives its gap', () => {
+  // 10 predictions at confidence 0.8 of which 8 are right: calibrated.
+  const probs: number[] = [];
+  const labels: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    probs.push(0.8, 0.2);
+    labels.push(i < 8 ? 0 : 1);
+  }
+  assert.ok(expectedCalibrationError(probs, labels, 2).ece < 1e-9);
+  // Same confidence, all wrong: gap 0.8.
+  assert.ok(Math.abs(expectedCalibrationError(probs, labels.map(() => 1), 2).ece - 0.8) < 1e-9);
+  // Two bins: 0.95 with 100% right (gap .05) and 0.6 with 50% right (gap .1), equal weight: 0.075.
+  const { ece, bins } = expectedCalibrationError([0.95, 0.05, 0.95, 0.05, 0.6, 0.4, 0.6, 0.4], [0, 0, 0, 1], 2, 15);
+  assert.ok(Math.abs(ece - 0.075) < 1e-9, `ece ${ece}`);
+  assert.equal(bins.reduce((s, b) => s + b.count, 0), 4);
+});
+
+test('temperature scaling recovers the temperature that generated the labels', () => {
+  // Labels sampled from softmax(z / 2.5): the NLL-optimal temperature for logits z is ~2.5.
+  const rng = seedrandom('calibration');
+  const c = 4;
+  const n = 4000;
+  const logits: number[] = [];
+  const labels: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const z = Array.from({ length: c }, () => (rng() - 0.5) * 12);
+    logits.push(...z);
+    const p = softmaxRows(z, c, 2.5);
+    let u = rng();
+    let y = 0;
+    while (y < c - 1 && u > p[y]) u -= p[y++];
+    labels.push(y);
+  }
+  const t = fitTemperature(logits, labels, c);
+  assert.ok(Math.abs(t - 2.5) < 0.25, `fitted T = ${t}`);
+  assert.ok(nll(logits, labels, c, t) < nll(logits, labels, c, 1));
+  const before = expectedCalibrationError(softmaxRows(logits, c), labels, c).ece;
+  const after = expectedCalibrationError(softmaxRows(logits, c, t), labels, c).ece;
+  assert.ok(after < before / 2, `ECE ${before} -> ${after}`);
+});

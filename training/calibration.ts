@@ -1,0 +1,101 @@
+/**
+ * Confidence calibration: temperature scaling (Guo, Pleiss, Sun & Weinberger 2017, "On Calibration of
+ * Modern Neural Networks") fitted on the validation split, and the expected calibration error.
+ */
+
+/** Softmax of `logits / temperature`, row-wise over `[N,C]`. */
+export function softmaxRows(logits: ArrayLike<number>, c: number, temperature = 1): Float32Array {
+  const out = new Float32Array(logits.length);
+  for (let i = 0; i < logits.length / c; i++) {
+    let max = -Infinity;
+    for (let j = 0; j < c; j++) max = Math.max(max, logits[i * c + j] / temperature);
+    let sum = 0;
+    for (let j = 0; j < c; j++) sum += out[i * c + j] = Math.exp(logits[i * c + j] / temperature - max);
+    for (let j = 0; j < c; j++) out[i * c + j] /= sum;
+  }
+  return out;
+}
+
+/** Mean negative log-likelihood of the labels under `softmax(logits / T)`. */
+export function nll(logits: ArrayLike<number>, labels: number[], c: number, temperature = 1): number {
+  const p = softmaxRows(logits, c, temperature);
+  return -labels.reduce((s, y, i) => s + Math.log(Math.max(p[i * c + y], 1e-12)), 0) / labels.length;
+}
+
+/**
+ * The temperature T > 0 minimising validation NLL, by golden-section search over log T in
+ * [log 0.05, log 20] (NLL is unimodal in T for fixed logits). T > 1 softens over-confident models.
+ *
+ * @param logits - `[N,C]` logits (log-probabilities work too: the per-row constant cancels).
+ */
+export function fitTemperature(logits: ArrayLike<number>, labels: number[], c: number): number {
+  let lo = Math.log(0.05);
+  let hi = Math.log(20);
+  const phi = (Math.sqrt(5) - 1) / 2;
+  const f = (logT: number) => nll(logits, labels, c, Math.exp(logT));
+  let x1 = hi - phi * (hi - lo);
+  let x2 = lo + phi * (hi - lo);
+  let f1 = f(x1);
+  let f2 = f(x2);
+  for (let it = 0; it < 60; it++) {
+    if (f1 < f2) {
+      hi = x2;
+      x2 = x1;
+      f2 = f1;
+      x1 = hi - phi * (hi - lo);
+      f1 = f(x1);
+    } else {
+      lo = x1;
+      x1 = x2;
+      f1 = f2;
+      x2 = lo + phi * (hi - lo);
+      f2 = f(x2);
+    }
+  }
+  return Math.exp((lo + hi) / 2);
+}
+
+/** One bin of a reliability diagram. */
+export interface ReliabilityBin {
+  /** Bin range of top-1 confidence, [lower, upper). */
+  lower: number;
+  upper: number;
+  count: number;
+  /** Mean top-1 probability in the bin. */
+  confidence: number;
+  /** Fraction of correct top-1 predictions in the bin. */
+  accuracy: number;
+}
+
+/**
+ * Expected calibration error with equal-width confidence bins (Naeini et al. 2015; Guo et al. 2017):
+ * `ECE = Σ_b (n_b / N) · |accuracy_b − confidence_b|` over the top-1 predictions.
+ *
+ * @param probabilities - `[N,C]` probabilities.
+ * @param bins - number of bins; 15 as in Guo et al.
+ */
+export function expectedCalibrationError(probabilities: ArrayLike<number>, labels: number[], c: number, bins = 15): { ece: number; bins: ReliabilityBin[] } {
+  const acc = new Array<number>(bins).fill(0);
+  const conf = new Array<number>(bins).fill(0);
+  const count = new Array<number>(bins).fill(0);
+  labels.forEach((y, i) => {
+    let k = 0;
+    for (let j = 1; j < c; j++) if (probabilities[i * c + j] > probabilities[i * c + k]) k = j;
+    const p = probabilities[i * c + k];
+    const b = Math.min(bins - 1, Math.floor(p * bins));
+    count[b]++;
+    conf[b] += p;
+    acc[b] += k === y ? 1 : 0;
+  });
+  const n = labels.length;
+  let ece = 0;
+  const out: ReliabilityBin[] = [];
+  for (let b = 0; b < bins; b++) {
+    const nb = count[b];
+    const confidence = nb ? conf[b] / nb : 0;
+    const accuracy = nb ? acc[b] / nb : 0;
+    if (nb) ece += (nb / n) * Math.abs(accuracy - confidence);
+    out.push({ lower: b / bins, upper: (b + 1) / bins, count: nb, confidence, accuracy });
+  }
+  return { ece, bins: out };
+}
