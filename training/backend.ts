@@ -6,6 +6,8 @@
  * which fails on machines without internet, and npm then leaves them out.
  */
 import * as tf from '@tensorflow/tfjs';
+import { registerWasmGradientKernels } from './kernels/index.js';
+import { registerFastWasmMatMul } from './wasm-matmul.js';
 
 export type TrainingBackend = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -49,6 +51,9 @@ async function load(name: TrainingBackend): Promise<void> {
     case 'wasm':
       await import('@tensorflow/tfjs-backend-wasm');
       await setOrThrow('wasm');
+      registerFastWasmMatMul();
+      // Convolution and depthwise gradients (missing or slow in tfjs-backend-wasm 4.22), MaxPoolGrad (wrong for all-negative windows).
+      registerWasmGradientKernels();
       return;
     case 'cpu':
       await setOrThrow('cpu');
