@@ -101,13 +101,15 @@ export function cudaProviderInstalled(): boolean {
   if (!cuda) return false;
   if (cuda.bundled) return true;
   // Not bundled: installed next to the binding by the CUDA install step.
-  return providerLibraryPresent('libonnxruntime_providers_cuda.so');
+  return findProviderLibrary('libonnxruntime_providers_cuda.so') !== undefined;
 }
 
-/** Looks for a provider library anywhere under the bin folder of onnxruntime-node. */
-function providerLibraryPresent(file: string): boolean {
-  const root = fileURLToPath(new URL('../bin/', import.meta.resolve('onnxruntime-node')));
-  const stack = [root];
+/**
+ * Path of an execution-provider library (e.g. `libonnxruntime_providers_cuda.so`) installed under
+ * onnxruntime-node's `bin/` (napi version, platform and arch folders), if any.
+ */
+export function findProviderLibrary(file: string): string | undefined {
+  const stack = [fileURLToPath(new URL('../bin/', import.meta.resolve('onnxruntime-node')))];
   while (stack.length > 0) {
     const dir = stack.pop()!;
     let entries;
@@ -118,8 +120,8 @@ function providerLibraryPresent(file: string): boolean {
     }
     for (const entry of entries) {
       if (entry.isDirectory()) stack.push(join(dir, entry.name));
-      else if (entry.name === file) return true;
+      else if (entry.name === file) return join(dir, entry.name);
     }
   }
-  return false;
+  return undefined;
 }
