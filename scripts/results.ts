@@ -53,8 +53,9 @@ for (const e of EXPERIMENTS) {
   for (const route of ROUTES) {
     const out = join(WORK, `${e.id}-${route.id}`);
     await rm(out, { recursive: true, force: true });
-    run(['train', '--data', data, '--out', out, '--seed', values.seed!, '--name', e.id, ...route.args, ...(e.artists.length ? ['--artists', e.artists.join(',')] : [])]);
-    run(['evaluate', '--model', out, '--data', data, '--json', join(out, 'evaluation.json')]);
+    // The card records --data as given: a path relative to the repository reads the same on every machine.
+    run(['train', '--data', relative(PACKAGE_ROOT, data) || '.', '--out', out, '--seed', values.seed!, '--name', e.id, ...route.args, ...(e.artists.length ? ['--artists', e.artists.join(',')] : [])]);
+    run(['evaluate', '--model', out, '--data', relative(PACKAGE_ROOT, data) || '.', '--json', join(out, 'evaluation.json')]);
     const card = parseModelCard(metadataOf(await readModelFile(join(out, 'model.onnx')))[CARD_METADATA_KEY], out);
     const evaluation = JSON.parse(await readFile(join(out, 'evaluation.json'), 'utf8'));
     const t = card.training;

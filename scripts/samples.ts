@@ -20,12 +20,12 @@ const manifest = new Map((await readFile(join(values.data!, 'manifest.csv'), 'ut
 const dir = join(PACKAGE_ROOT, 'samples');
 await rm(dir, { recursive: true, force: true });
 await mkdir(dir);
-const lines = ['# Sample paintings', '', `One held-out test painting per artist of \`models/default\` (seed ${card.training.seed}, split ${card.training.split.join('/')}): the model never saw them in training.`, `Copied by \`npx tsx scripts/samples.ts\` from \`../shared/paintings\`; provenance from its manifest.csv.`, '', '| file | artist | source |', '|---|---|---|'];
+const lines = ['# Sample paintings', '', `One held-out test painting per artist of \`models/default\` (seed ${card.training.seed}, split ${card.training.split.join('/')}): the model never saw them in training.`, `Copied by \`npx tsx scripts/samples.ts\` from \`../shared/paintings\`; provenance from its manifest.csv.`, '', '| file | artist | title | source |', '|---|---|---|---|'];
 for (const [label, artist] of card.classes.entries()) {
   const sample = ds.test.find((s) => s.label === label)!;
   // The true artist leads the file name so a reader of the demo output can check each answer.
   await copyFile(sample.path, join(dir, `${artist}--${basename(sample.path)}`));
   const row = manifest.get(`${artist}/${basename(sample.path)}`)?.split(',') ?? [];
-  lines.push(`| ${artist}--${basename(sample.path)} | ${artist} | ${row[4] ?? '?'} \`${row[6] ?? '?'}\` |`);
+  lines.push(`| ${artist}--${basename(sample.path)} | ${artist} | ${row[3] ?? '?'} | ${row[4] ?? '?'} (path as recorded upstream: \`${row[6] ?? '?'}\`) |`);
 }
 await writeFile(join(dir, 'README.md'), `${lines.join('\n')}\n`);

@@ -1,5 +1,5 @@
 /** Locations that depend on where artist-id is installed or run. */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,9 @@ export const PACKAGE_ROOT: string = (() => {
   }
   return dir;
 })();
+
+/** artist-id's version, from its package.json. */
+export const PACKAGE_VERSION: string = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 /** Models shipped with the package: `<root>/models/<name>/model.onnx`. */
 export const MODELS_DIR = join(PACKAGE_ROOT, 'models');

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -25,8 +25,12 @@ const SPLIT: [number, number, number] = [60, 20, 40];
 const SEED = 7;
 const MIN_ACCURACY = 0.75;
 
+function run(args: string[], env: NodeJS.ProcessEnv) {
+  return spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: PACKAGE_ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 600_000 });
+}
+
 function cli(args: string[], env: NodeJS.ProcessEnv): { stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: PACKAGE_ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 600_000 });
+  const result = run(args, env);
   assert.equal(result.status, 0, `artist-id ${args.join(' ')} failed:\n${result.stderr}`);
   return { stdout: result.stdout, stderr: result.stderr };
 }
@@ -76,6 +80,23 @@ test('train -> export -> classify held-out real paintings -> evaluate', async ()
   assert.equal(Math.round(report.report.accuracy * 120), correct);
   assert.equal(report.misclassified.length, 120 - correct);
   assert.match(evaluated.stdout, /confusion matrix/);
+
+  // A folder that no longer reproduces the split (one painting added) must not pass for held out.
+  const changed = join(tmp, 'changed');
+  for (const artist of ARTISTS) {
+    await mkdir(join(changed, artist), { recursive: true });
+    for (const f of await readdir(join(PAINTINGS, artist))) await symlink(join(PAINTINGS, artist, f), join(changed, artist, f));
+  }
+  await copyFile(join(PAINTINGS, 'camille-pissarro', (await readdir(join(PAINTINGS, 'camille-pissarro')))[0]), join(changed, 'claude-monet', '000-added.jpg'));
+  const refused = run(['evaluate', '--model', out, '--data', changed], env);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /does not reproduce the model's held-out test split/);
+  cli(['evaluate', '--model', out, '--data', changed, '--allow-split-mismatch'], env);
+
+  // An existing model is not overwritten by accident.
+  const again = run(['train', '--data', PAINTINGS, '--artists', ARTISTS.join(','), '--out', out], env);
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /already holds a model\.onnx; choose another folder or pass --overwrite/);
 });
 
 test('classify the whole shared paintings tree with the shipped model: one row per painting, others skipped and counted', async () => {

@@ -7,6 +7,7 @@
  * - keras: `<root>/{train,validation,test}/<artist>/*.jpg` (Keras `flow_from_directory`), used as
  *   given.
  */
+import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import seedrandom from 'seedrandom';
@@ -61,12 +62,28 @@ export async function loadDataset(root: string, options: SplitOptions = {}): Pro
     throw new Error(`Expected a dataset folder for data but could not read ${JSON.stringify(root)}: ${err.message}`);
   });
   const layout: 'flat' | 'keras' = KERAS_DIRS.every((d) => top.includes(d)) ? 'keras' : 'flat';
+  const kerasDirs = KERAS_DIRS.filter((d) => top.includes(d));
+  if (layout === 'flat' && kerasDirs.length > 0) {
+    throw new Error(`Expected either artist folders or the Keras layout train/, validation/, test/ in ${root} but found only ${kerasDirs.join('/, ')}/: add the missing split folder(s)`);
+  }
   const available = layout === 'keras' ? await subfolders(join(root, 'train')) : top;
   const classes = selectArtists(available, options.artists, root);
 
   if (layout === 'keras') {
     const parts = await Promise.all(
-      KERAS_DIRS.map(async (dir) => (await Promise.all(classes.map(async (artist, label) => (await images(join(root, dir, artist))).map((path) => ({ path, label }))))).flat()),
+      KERAS_DIRS.map(async (dir) =>
+        (
+          await Promise.all(
+            classes.map(async (artist, label) => {
+              const folder = join(root, dir, artist);
+              const files = await images(folder).catch(() => {
+                throw new Error(`Expected a folder of images for artist "${artist}" in the ${dir} split but ${folder} cannot be read (Keras layout needs every artist in train/, validation/ and test/)`);
+              });
+              return files.map((path) => ({ path, label }));
+            }),
+          )
+        ).flat(),
+      ),
     );
     return { root, layout, classes, train: parts[0], validation: parts[1], test: parts[2] };
   }
@@ -126,4 +143,12 @@ export function seededShuffle<T>(items: readonly T[], seed: string): T[] {
     [out[i], out[j]] = [out[j], out[i]];
   }
   return out;
+}
+
+/**
+ * Digest of a split's content: sha256 over the sorted sha256 hex digests of its files' bytes. It does
+ * not depend on file names or order, only on which images are in the split.
+ */
+export function splitDigest(contentSha256: string[]): string {
+  return createHash('sha256').update([...contentSha256].sort().join('\n')).digest('hex');
 }

@@ -3,12 +3,12 @@
  * its card, runs the exported ONNX model on it end to end (sharp decode -> onnxruntime), and reports
  * accuracy, per-artist precision/recall, the confusion matrix and the misclassified files.
  */
-import { writeFile } from 'node:fs/promises';
-import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { Classifier } from '../src/inference/classifier.js';
 import type { ProviderRequest } from '../src/inference/session.js';
 import { decodeImage } from '../src/preprocess/decode.js';
-import { loadDataset } from './dataset.js';
+import { loadDataset, splitDigest } from './dataset.js';
 import { argmaxRows, classificationReport, formatReport, type ClassificationReport } from './metrics.js';
 import { formatAccuracy } from './model-card-md.js';
 
@@ -19,6 +19,8 @@ export interface EvaluateOptions {
   /** Write the full result as JSON here too. */
   json?: string;
   batchSize?: number;
+  /** Evaluate even when the rebuilt test split differs from the one the model was trained with. */
+  allowSplitMismatch?: boolean;
 }
 
 export interface Misclassified {
@@ -50,6 +52,15 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
       throw new Error(`Expected artists ${card.classes.join(', ')} in ${options.data} but found ${dataset.classes.join(', ')}`);
     }
     if (dataset.test.length === 0) throw new Error(`The model's split (${card.training.split.join('/')}) has no test images to evaluate`);
+    const expected = card.training.splitDigest?.test;
+    if (expected) {
+      const actual = splitDigest(await Promise.all(dataset.test.map(async (s) => createHash('sha256').update(await readFile(s.path)).digest('hex'))));
+      if (actual !== expected && !options.allowSplitMismatch) {
+        throw new Error(
+          `${options.data} does not reproduce the model's held-out test split (seed ${card.training.seed}, split ${card.training.split.join('/')}): files were added, removed, renamed or changed since training, so some "test" images may have been trained on. Evaluate on the folder the model was trained on, or pass --allow-split-mismatch to evaluate anyway (the figure is then not a held-out accuracy).`,
+        );
+      }
+    }
     const batchSize = options.batchSize ?? 32;
     const predicted: number[] = [];
     const misclassified: Misclassified[] = [];
@@ -85,10 +96,11 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
 export function formatEvaluation(result: EvaluationResult): string {
   const lines = [
     `model: ${result.model} (execution provider: ${result.provider})`,
-    `test split: seed ${result.split.seed}, split ${result.split.sizes.join('/')} (${result.split.layout} layout), ${result.report.images} held-out images`,
-    `test accuracy: ${formatAccuracy(result.report.accuracy, result.report.images)}`,
+    result.split.layout === 'keras'
+      ? `test split: the test/ folder (Keras layout), ${result.report.images} held-out images`
+      : `test split: seed ${result.split.seed}, split ${result.split.sizes.join('/')} per artist, ${result.report.images} held-out images`,
     '',
-    formatReport(result.report),
+    formatReport(result.report).replace(/^accuracy: .*$/m, `accuracy: ${formatAccuracy(result.report.accuracy, result.report.images)}`),
     '',
     `misclassified (${result.misclassified.length}):`,
     ...result.misclassified.map((m) => `  ${m.path}: ${m.artist} -> ${m.predicted} (p=${m.probability.toFixed(3)})`),

@@ -46,17 +46,19 @@ export async function extractFeatures(
   extractor: FeatureExtractor,
   paths: string[],
   options: ExtractOptions = {},
-): Promise<{ features: Float32Array; cached: number }> {
+): Promise<{ features: Float32Array; cached: number; sha256: string[] }> {
   const { featureDim: d, spec } = extractor;
   const batchSize = options.batchSize ?? 32;
   const features = new Float32Array(paths.length * d);
   const dir = join(cacheDir(), 'features', extractor.modelKey);
   const missing: { index: number; path: string; bytes: Buffer; file: string }[] = [];
+  const shas: string[] = [];
   let cached = 0;
 
   for (const [index, path] of paths.entries()) {
     const bytes = await readFile(path);
     const sha = createHash('sha256').update(bytes).digest('hex');
+    shas.push(sha);
     const file = join(dir, sha.slice(0, 2), `${sha}.f32`);
     const hit = await readFile(file).catch(() => undefined);
     if (hit && hit.length === d * 4) {
@@ -67,16 +69,25 @@ export async function extractFeatures(
     }
   }
 
+  // Decode everything first so that every unusable image is reported at once, not one per run.
   const size = imageBytes(spec);
+  const failures: string[] = [];
+  await Promise.all(
+    missing.map(async (m) => {
+      try {
+        await decodeImage(m.bytes, spec);
+      } catch (err) {
+        failures.push(`${m.path}: ${(err as Error).message}`);
+      }
+    }),
+  );
+  if (failures.length > 0) {
+    const shown = failures.sort().slice(0, 20);
+    throw new Error(`Cannot use ${failures.length} training image(s); fix or remove them:\n  ${shown.join('\n  ')}${failures.length > shown.length ? `\n  ... and ${failures.length - shown.length} more` : ''}`);
+  }
   for (let start = 0; start < missing.length; start += batchSize) {
     const batch = missing.slice(start, start + batchSize);
-    const pixels = await Promise.all(
-      batch.map((m) =>
-        decodeImage(m.bytes, spec).catch((err: Error) => {
-          throw new Error(`Cannot use training image ${m.path}: ${err.message}`);
-        }),
-      ),
-    );
+    const pixels = await Promise.all(batch.map((m) => decodeImage(m.bytes, spec)));
     const input = new Uint8Array(batch.length * size);
     pixels.forEach((p, i) => input.set(p, i * size));
     const out = await extractor.session.run({ [TENSOR.image]: new ort.Tensor('uint8', input, [batch.length, spec.height, spec.width, 3]) });
@@ -94,5 +105,5 @@ export async function extractFeatures(
     );
     options.onProgress?.(cached + start + batch.length, paths.length);
   }
-  return { features, cached };
+  return { features, cached, sha256: shas };
 }

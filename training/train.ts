@@ -4,7 +4,7 @@
  * data -> seeded split -> bottleneck features (onnxruntime, cached) -> TF.js head (best epoch on
  * validation) -> ONNX splice -> parity check -> `<out>/model.onnx` + `MODEL_CARD.md` + `history.json`.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { buildFeatureModel } from '../export/base.js';
 import { headToOnnx } from '../export/head-to-onnx.js';
@@ -17,7 +17,7 @@ import { decodeModel, encodeModel } from '../src/onnx/model.js';
 import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
 import { BASE_WEIGHTS, resolveBaseWeights, type BaseWeightsName } from '../src/weights/base-weights.js';
 import { initTrainingBackend } from './backend.js';
-import { loadDataset, type Sample, type SplitOptions } from './dataset.js';
+import { loadDataset, splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
 import { DEFAULT_HEAD, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
 import { expectedCalibrationError, fitTemperature } from './calibration.js';
@@ -39,6 +39,8 @@ export interface TrainOptions extends SplitOptions {
   features?: 'pooled' | 'style';
   /** Head hyperparameter overrides. */
   head?: Partial<HeadConfig>;
+  /** Replace a model already in `out`; without it, an existing model.onnx there is an error. */
+  overwrite?: boolean;
   /** Images used by the export parity check; default 32. */
   parityImages?: number;
   /** Progress and results, one line each; default stderr. */
@@ -66,6 +68,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const baseName = options.base ?? 'mobilenetv2-12-int8';
   const baseInfo = BASE_WEIGHTS[baseName];
 
+  await checkOutputFolder(resolve(options.out), options.overwrite ?? false);
   const backend = await initTrainingBackend();
   log(`TensorFlow.js backend: ${backend.name}${backend.notes.length ? ` (not available: ${backend.notes.join('; ')})` : ''}`);
 
@@ -87,15 +90,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const extractor: FeatureExtractor = { session: featureSession, modelKey: featureModelKey(featureBytes), spec: DEFAULT_PREPROCESS, featureDim };
   log(`bottleneck features: ${featureKind}, ${featureDim}-d`);
 
-  const featuresOf = async (samples: Sample[], label: string): Promise<FeatureSet> => {
+  const digests: Record<string, string> = {};
+  const featuresOf = async (samples: Sample[], label: 'train' | 'validation' | 'test'): Promise<FeatureSet> => {
     const t0 = performance.now();
-    const { features, cached } = await extractFeatures(extractor, samples.map((s) => s.path));
+    const { features, cached, sha256 } = await extractFeatures(extractor, samples.map((s) => s.path));
+    digests[label] = splitDigest(sha256);
     log(`bottleneck features (${label}): ${samples.length} images, ${cached} from cache, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     return { x: features, y: samples.map((s) => s.label) };
   };
   const trainSet = await featuresOf(dataset.train, 'train');
   const valSet = await featuresOf(dataset.validation, 'validation');
   const testSet = dataset.test.length > 0 ? await featuresOf(dataset.test, 'test') : undefined;
+  digests.test ??= splitDigest([]);
 
   const head = await trainHead(trainSet, valSet, featureDim, dataset.classes.length, config, (e) => {
     if (e.epoch % 10 === 0) log(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)} acc ${pct(e.accuracy)} | val loss ${e.valLoss.toFixed(4)} val acc ${pct(e.valAccuracy)}`);
@@ -106,7 +112,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const eceOf = (set: FeatureSet) => expectedCalibrationError(predictHead(head, set.x), set.y, c).ece;
   const valEceBefore = eceOf(valSet);
   const testEceBefore = testSet ? eceOf(testSet) : undefined;
-  const temperature = fitTemperature(logProbs(valSet), valSet.y, c);
+  // With no validation error, NLL keeps falling as T -> 0: the data carry no evidence for a temperature.
+  const valErrors = classificationReport(valSet.y, argmaxRows(predictHead(head, valSet.x), c), dataset.classes).accuracy < 1;
+  const temperature = valErrors ? fitTemperature(logProbs(valSet), valSet.y, c) : 1;
+  if (!valErrors) log('temperature scaling skipped: every validation image is classified correctly, so T is not identifiable (T = 1)');
   applyTemperature(head, temperature);
   const calibration = { temperature, validationEceBefore: valEceBefore, validationEceAfter: eceOf(valSet), ...(testSet ? { testEceBefore, testEceAfter: eceOf(testSet) } : {}) };
   log(`temperature scaling: T = ${temperature.toFixed(3)}; validation ECE ${calibration.validationEceBefore.toFixed(3)} -> ${calibration.validationEceAfter.toFixed(3)}${testSet ? `; test ECE ${calibration.testEceBefore!.toFixed(3)} -> ${calibration.testEceAfter!.toFixed(3)}` : ''}`);
@@ -138,6 +147,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       bestEpoch: head.bestEpoch,
       backend: backend.name,
       hyperparameters: { ...config },
+      splitDigest: { train: digests.train, validation: digests.validation, test: digests.test },
       seconds: 0,
     },
     metrics,
@@ -170,4 +180,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
 function pct(v: number): string {
   return `${(100 * v).toFixed(1)}%`;
+}
+
+/** Fails before any work when `out` is a file, or already holds a model and `overwrite` is false. */
+async function checkOutputFolder(out: string, overwrite: boolean): Promise<void> {
+  const info = await stat(out).catch(() => undefined);
+  if (!info) return;
+  if (!info.isDirectory()) throw new Error(`Expected a folder for --out but received ${JSON.stringify(out)}, which is a file`);
+  if (!overwrite && (await stat(join(out, 'model.onnx')).catch(() => undefined))) {
+    throw new Error(`--out ${JSON.stringify(out)} already holds a model.onnx; choose another folder or pass --overwrite to replace it`);
+  }
 }

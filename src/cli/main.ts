@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { classifyArchive, formatSummary } from '../archive/run.js';
 import { expectInteger, expectNumber } from '../errors.js';
 import { Classifier } from '../inference/classifier.js';
-import { DEFAULT_MODEL_NAME } from '../paths.js';
+import { DEFAULT_MODEL_NAME, PACKAGE_VERSION } from '../paths.js';
 import { registerServe } from './commands/serve.js';
 import { registerBench } from './commands/bench.js';
 
@@ -31,13 +31,15 @@ function positiveInt(name: string) {
 function parseSplit(value: string): [number, number, number] {
   const parts = value.split(',').map((v) => Number(v.trim()));
   if (parts.length !== 3 || parts.some((n) => !Number.isInteger(n) || n < 0) || parts[0] < 1 || parts[1] < 1) {
-    throw new InvalidArgumentError(`Expected three non-negative integers train,validation,test (e.g. 240,30,30) for --split but received ${JSON.stringify(value)}`);
+    throw new InvalidArgumentError(`Expected images per artist as train,validation,test with train >= 1, validation >= 1 and test >= 0 (e.g. 240,30,30) for --split but received ${JSON.stringify(value)}`);
   }
   return parts as [number, number, number];
 }
 
 function parseList(value: string): string[] {
-  return value.split(',').map((v) => v.trim()).filter(Boolean);
+  const items = value.split(',').map((v) => v.trim()).filter(Boolean);
+  if (items.length === 0) throw new InvalidArgumentError(`Expected comma-separated artist folder names for --artists but received ${JSON.stringify(value)}`);
+  return items;
 }
 
 const providerOption = () => new Option('--provider <name>', 'execution provider').choices(['auto', 'cpu', 'cuda']).default('auto');
@@ -45,6 +47,7 @@ const providerOption = () => new Option('--provider <name>', 'execution provider
 export function buildProgram(): Command {
   const program = new Command('artist-id')
     .description('Who painted it? Train artist classifiers on folders of paintings, export them to ONNX, classify archives.')
+    .version(PACKAGE_VERSION)
     .showHelpAfterError();
 
   program
@@ -91,11 +94,12 @@ export function buildProgram(): Command {
     .addOption(new Option('--method <method>', 'training method').choices(['features']).default('features'))
     .addOption(new Option('--features <kind>', 'bottleneck features: pooled final map, or style statistics (mean/std/Gram of several maps)').choices(['pooled', 'style']).default('pooled'))
     .option('--epochs <n>', 'maximum epochs', positiveInt('--epochs'))
-    .option('--hidden <n>', 'hidden units of the dense head (0: logistic regression); default 64', asArgument((v) => expectInteger('--hidden', v, 0)))
+    .option('--hidden <n>', 'hidden units of the dense head (0: logistic regression); default 64', asArgument((v) => expectInteger('--hidden', v, 0, 4096)))
     .option('--dropout <rate>', 'dropout rate in [0,1); default 0.5', asArgument((v) => expectNumber('--dropout', v, 0, 0.99)))
     .option('--l2 <lambda>', 'L2 penalty on Dense kernels; default 1e-3', asArgument((v) => expectNumber('--l2', v, 0, 10)))
     .option('--weights-dir <dir>', 'folder with pretrained base weights (else $ARTIST_ID_WEIGHTS_DIR, cache, download)')
     .option('--name <name>', 'model name recorded in the card (default: the output folder name)')
+    .option('--overwrite', 'replace a model already in --out')
     .action(async (opts) => {
       const { train } = await import('../../training/train.js');
       await train({
@@ -107,6 +111,7 @@ export function buildProgram(): Command {
         name: opts.name,
         weightsDir: opts.weightsDir,
         features: opts.features,
+        overwrite: opts.overwrite,
         head: Object.fromEntries(Object.entries({ epochs: opts.epochs, hidden: opts.hidden, dropout: opts.dropout, l2: opts.l2 }).filter(([, v]) => v !== undefined)),
       });
     });
@@ -117,10 +122,11 @@ export function buildProgram(): Command {
     .option('-m, --model <model>', 'model: .onnx file, folder with model.onnx, or name under models/', DEFAULT_MODEL_NAME)
     .requiredOption('-d, --data <dir>', 'the dataset the model was trained on')
     .option('--json <file>', 'also write the report as JSON')
+    .option('--allow-split-mismatch', 'evaluate even if --data no longer reproduces the training split (the figure is then not held out)')
     .addOption(providerOption())
     .action(async (opts) => {
       const { evaluate, formatEvaluation } = await import('../../training/evaluate.js');
-      const result = await evaluate({ model: opts.model, data: opts.data, provider: opts.provider, json: opts.json });
+      const result = await evaluate({ model: opts.model, data: opts.data, provider: opts.provider, json: opts.json, allowSplitMismatch: opts.allowSplitMismatch });
       process.stdout.write(`${formatEvaluation(result)}\n`);
     });
 

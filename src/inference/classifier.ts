@@ -45,7 +45,10 @@ export function resolveModelPath(model: string = DEFAULT_MODEL_NAME): string {
     if (existsSync(named)) return named;
     candidates.push(named);
   }
-  throw new Error(`Expected a model file, a directory with model.onnx, or a model name under models/ for model but received ${JSON.stringify(model)}: none of ${candidates.join(', ')} exists`);
+  if (existsSync(asPath) && statSync(asPath).isDirectory()) {
+    throw new Error(`Expected a model for --model but the folder ${JSON.stringify(model)} holds no model.onnx (train one with: artist-id train --out ${model})`);
+  }
+  throw new Error(`Expected a model file, a folder with model.onnx, or a model name under models/ for --model but received ${JSON.stringify(model)}: none of ${candidates.join(', ')} exists`);
 }
 
 /**

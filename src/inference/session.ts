@@ -84,7 +84,7 @@ export async function createSession(model: string | Uint8Array, options: Session
         fallbackReason = `the CUDA execution provider failed to load: ${(err as Error).message}`;
       }
     }
-    if (options.strictProvider) throw new Error(`CUDA was required (strict provider) but ${fallbackReason}`);
+    if (options.strictProvider) throw new Error(`--strict-provider requires the CUDA execution provider, but ${fallbackReason}`);
     if (request === 'cuda') warn(`falling back to the CPU execution provider: ${fallbackReason}`);
   }
   const session = await open(model, { ...baseOptions(options), executionProviders: ['cpu'] });

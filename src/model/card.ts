@@ -60,6 +60,11 @@ export const modelCardSchema = z.object({
     bestEpoch: z.number().int(),
     backend: z.string(),
     hyperparameters: z.record(z.string(), z.union([z.number(), z.string(), z.boolean()])),
+    /**
+     * sha256 over the sorted sha256s of the image files' bytes of each split, so `evaluate` can tell
+     * whether a data folder still reproduces the held-out split (renamed, added or removed files change it).
+     */
+    splitDigest: z.object({ train: z.string(), validation: z.string(), test: z.string() }).optional(),
     seconds: z.number(),
   }),
   metrics: z.object({
