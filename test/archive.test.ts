@@ -7,12 +7,15 @@
  * is exercised by the end-to-end test elsewhere. These tests cover the engine's mechanics.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { formatSummary, classifyArchive, type ArchiveClassifier } from '../src/archive/run.js';
+import { formatSummary, classifyArchive, progressByDefault, type ArchiveClassifier } from '../src/archive/run.js';
 import { CSV_HEADER, readCompleted, type ArchiveRow } from '../src/archive/output.js';
 import { createWalkStats, walkImages } from '../src/archive/walk.js';
 import type { BatchResult } from '../src/inference/classifier.js';
@@ -20,6 +23,7 @@ import { modelCardSchema, type ModelCard } from '../src/model/card.js';
 import { decodeImage } from '../src/preprocess/decode.js';
 import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
+import { paintingOf } from './fixtures.js';
 
 /** Shared paintings live beside the repository (in CI too), never at a fixed absolute path. */
 const PAINTINGS = path.resolve(PACKAGE_ROOT, '../shared/paintings');
@@ -189,10 +193,9 @@ describe('walkImages', () => {
     assert.equal(stats.revisitedFolders, 1, 'the loop symlink is not entered');
   });
 
-  it('rejects a missing input before yielding anything', async () => {
-    const missing = path.join(tmp, 'nope');
-    const walk = walkImages([archive, missing]);
-    await assert.rejects(walk.next(), { message: `Expected an existing file or folder for inputs[1] but received "${missing}" of type string` });
+  it('rejects a missing input before yielding anything, naming it as typed', async () => {
+    const walk = walkImages([archive, 'nope']);
+    await assert.rejects(walk.next(), { message: 'Expected an existing file or folder for input "nope" but it does not exist' });
   });
 });
 
@@ -231,17 +234,19 @@ describe('classifyArchive', () => {
     assert.equal(header.join(','), CSV_HEADER);
     assert.deepEqual(records.map((r) => r[0]), walkOrder);
     assert.ok(records.some((r) => r[0].endsWith('with, "quote".jpg')));
-    assert.ok(records.every((r) => r.length === 5));
-    const rows: ArchiveRow[] = records.map(([p, artist, probability, topK, error]) => {
+    assert.ok(records.every((r) => r.length === 6));
+    const rows: ArchiveRow[] = records.map(([p, artist, probability, topK, error, model]) => {
       return {
         path: p,
         artist: artist || null,
         probability: probability === '' ? null : Number(probability),
         top_k: topK === '' ? [] : topK.split(';').map((t) => ({ artist: t.split(':')[0], probability: Number(t.split(':')[1]) })),
         error: error || null,
+        model,
       };
     });
     await assertRowsMatchFiles(rows);
+    assert.ok(rows.every((r) => r.model === summary.model), 'every CSV row names the model');
     assert.equal(summary.failed, 3);
   });
 
@@ -299,6 +304,7 @@ describe('classifyArchive', () => {
       // Resuming a finished run does nothing and changes nothing.
       const again = await classifyArchive({ inputs: inputs(), classifier: fakeClassifier(), out, resume: true, progress: false });
       assert.equal(again.attempted, 0);
+      assert.equal(again.exitCode, 0, 'nothing left to do is a success');
       assert.equal(await readFile(out, 'utf8'), text);
     });
   }
@@ -307,13 +313,14 @@ describe('classifyArchive', () => {
     const out = path.join(tmp, 'precious.jsonl');
     await writeFile(out, '{"path":"x"}\n');
     const base = { inputs: inputs(), classifier: fakeClassifier(), out, progress: false };
-    const missing = path.join(tmp, 'missing-folder');
-    await assert.rejects(classifyArchive({ ...base, inputs: [archive, missing] }), { message: `Expected an existing file or folder for inputs[1] but received "${missing}" of type string` });
+    const missing = path.relative(process.cwd(), path.join(tmp, 'missing-folder'));
+    await assert.rejects(classifyArchive({ ...base, inputs: [archive, missing] }), { message: `Expected an existing file or folder for input "${missing}" but it does not exist` });
     await assert.rejects(classifyArchive({ ...base, batchSize: 0 }), { message: 'Expected positive integer for batchSize but received 0 of type number' });
     await assert.rejects(classifyArchive({ ...base, topK: 1.5 }), /Expected positive integer for topK/);
     await assert.rejects(classifyArchive({ ...base, decodeConcurrency: -1 }), /Expected positive integer for decodeConcurrency/);
-    await assert.rejects(classifyArchive({ ...base, out: path.join(tmp, 'results.txt') }), /Expected a file name ending in \.jsonl, \.json or \.csv for out/);
-    await assert.rejects(classifyArchive({ ...base, out: undefined, resume: true }), /Expected an output file to resume/);
+    await assert.rejects(classifyArchive({ ...base, out: path.join(tmp, 'results.txt') }), /Expected a file name ending in \.jsonl, \.ndjson or \.csv for --out/);
+    await assert.rejects(classifyArchive({ ...base, out: undefined, resume: true }), { message: 'Expected --out <file> with --resume (the output file to continue) but received no --out' });
+    await assert.rejects(classifyArchive({ ...base, resume: true, overwrite: true }), /Expected either --resume .* or --overwrite .* but received both/);
     await assert.rejects(classifyArchive({ ...base, inputs: [] }), /Expected at least one file or folder for inputs/);
     assert.equal(await readFile(out, 'utf8'), '{"path":"x"}\n');
   });
@@ -329,9 +336,9 @@ describe('readCompleted', () => {
 
   it('keeps a quoted newline inside a CSV path and drops a half record', async () => {
     const out = path.join(tmp, 'newline.csv');
-    await writeFile(out, `${CSV_HEADER}\n"line\nbreak.jpg",x,0.5,x:0.5,\nhalf.jpg,x,0.`);
+    await writeFile(out, `${CSV_HEADER}\n"line\nbreak.jpg",x,0.5,x:0.5,,m@1\nhalf.jpg,x,0.`);
     assert.deepEqual([...(await readCompleted(out))], ['line\nbreak.jpg']);
-    assert.equal(await readFile(out, 'utf8'), `${CSV_HEADER}\n"line\nbreak.jpg",x,0.5,x:0.5,\n`);
+    assert.equal(await readFile(out, 'utf8'), `${CSV_HEADER}\n"line\nbreak.jpg",x,0.5,x:0.5,,m@1\n`);
   });
 
   it('refuses to cut good rows after a damaged one, or a file that is not an output', async () => {
@@ -343,5 +350,230 @@ describe('readCompleted', () => {
     await assert.rejects(readCompleted(other), /to start with the CSV header/);
     assert.equal(await readFile(other, 'utf8'), 'name,age\nx,1\n');
     assert.deepEqual([...(await readCompleted(path.join(tmp, 'does-not-exist.jsonl')))], []);
+  });
+});
+
+describe('model provenance and --resume safety', () => {
+  const A = 'test-double@aaaaaaaaaaaa';
+  const B = 'test-double@bbbbbbbbbbbb';
+
+  /** A finished run of `modelId`, then its last row cut in half as a killed run leaves it. */
+  async function killedRun(out: string, options: { modelId: string; topK?: number }): Promise<string> {
+    await classifyArchive({ inputs: inputs(), classifier: fakeClassifier(), out, progress: false, ...options });
+    const text = await readFile(out, 'utf8');
+    const cut = text.slice(0, text.length - 20);
+    await writeFile(out, cut);
+    return cut;
+  }
+
+  it('names the model on every row: card name @ sha256 of the model file, or the modelId given', async () => {
+    // Any real file stands in for the model file here: the id hashes its bytes.
+    const modelFile = paintingOf('claude-monet', 3);
+    const expected = `test-double@${createHash('sha256').update(await readFile(modelFile)).digest('hex').slice(0, 12)}`;
+    const out = path.join(tmp, 'provenance.jsonl');
+    const summary = await classifyArchive({ inputs: inputs(), classifier: { ...fakeClassifier(), path: modelFile }, out, progress: false });
+    assert.equal(summary.model, expected);
+    const rows = readJsonl(await readFile(out, 'utf8'));
+    assert.equal(rows.length, walkOrder.length);
+    assert.ok(rows.every((r) => r.model === expected), 'error rows too');
+    assert.match(formatSummary(summary), new RegExp(`model: +${expected}`));
+
+    const explicit = await classifyArchive({ inputs: [explicitFile], classifier: fakeClassifier(), out: path.join(tmp, 'provenance-id.jsonl'), modelId: A, progress: false });
+    assert.equal(explicit.model, A);
+    assert.equal(readJsonl(await readFile(path.join(tmp, 'provenance-id.jsonl'), 'utf8'))[0].model, A);
+  });
+
+  for (const ext of ['jsonl', 'csv'] as const) {
+    it(`refuses to resume a ${ext} file of another model or --top-k, before changing a byte`, async () => {
+      const out = path.join(tmp, `other-model.${ext}`);
+      const before = await killedRun(out, { modelId: A });
+      const resume = { inputs: inputs(), classifier: fakeClassifier(), out, resume: true, progress: false };
+      await assert.rejects(classifyArchive({ ...resume, modelId: B }), (err: Error) => {
+        assert.match(err.message, new RegExp(`model ${B} .* but row 1 was written by model ${A}`));
+        assert.match(err.message, /--overwrite/);
+        return true;
+      });
+      // Row 4 is the first without an error (the bad files come first): error rows list no artists.
+      await assert.rejects(classifyArchive({ ...resume, modelId: A, topK: 2 }), /Expected rows with 2 artists in top_k .* but row 4 lists 3; resume with --top-k 3/);
+      assert.equal(await readFile(out, 'utf8'), before, 'the half-written last row is not even cut off');
+      const summary = await classifyArchive({ ...resume, modelId: A });
+      assert.equal(summary.attempted, 1);
+    });
+  }
+
+  it('refuses to resume a file without model provenance, saying how to start fresh', async () => {
+    const jsonl = path.join(tmp, 'old.jsonl');
+    const old = '{"path":"a.jpg","artist":"x","probability":0.9,"top_k":[{"artist":"x","probability":0.9}],"error":null}\n';
+    await writeFile(jsonl, old);
+    const resume = { inputs: inputs(), classifier: fakeClassifier(), resume: true, progress: false, modelId: A };
+    await assert.rejects(classifyArchive({ ...resume, out: jsonl }), /row 1 has no "model": .* another --out file, or --overwrite to replace this one/);
+    assert.equal(await readFile(jsonl, 'utf8'), old);
+    const csv = path.join(tmp, 'old.csv');
+    await writeFile(csv, 'path,artist,probability,top_k,error\na.jpg,x,0.9,x:0.9,\n');
+    await assert.rejects(classifyArchive({ ...resume, out: csv }), /has no model column: .* --overwrite/);
+    assert.equal(await readFile(csv, 'utf8'), 'path,artist,probability,top_k,error\na.jpg,x,0.9,x:0.9,\n');
+  });
+
+  it('matches resumed rows by absolute path, keeping the path text as typed', async () => {
+    const out = path.join(tmp, 'relative.jsonl');
+    const relative = [path.relative(process.cwd(), archive), path.relative(process.cwd(), explicitFile)];
+    assert.ok(relative.every((p) => !path.isAbsolute(p)));
+    await classifyArchive({ inputs: relative, classifier: fakeClassifier(), out, progress: false });
+    const text = await readFile(out, 'utf8');
+    const rows = readJsonl(text);
+    assert.deepEqual(rows.map((r) => path.resolve(r.path)), walkOrder);
+    assert.ok(rows.every((r) => !path.isAbsolute(r.path)), 'rows keep the relative paths typed');
+    await writeFile(out, text.slice(0, text.length - 20)); // killed during the last row
+
+    const classifier = fakeClassifier();
+    const rerun: string[] = [];
+    const summary = await classifyArchive({ inputs: inputs(), classifier, out, resume: true, progress: false, onRow: (r) => rerun.push(r.path) });
+    assert.deepEqual(rerun, [explicitFile], 'only the half-written row is redone, under the path typed this time');
+    assert.equal(summary.skippedResumed, walkOrder.length - 1);
+    assert.equal(readJsonl(await readFile(out, 'utf8')).length, walkOrder.length, 'no duplicates');
+  });
+
+  it('refuses to replace a non-empty output unless --overwrite (or --resume) is given', async () => {
+    const out = path.join(tmp, 'existing.jsonl');
+    await writeFile(out, '{"path":"precious.jpg"}\n');
+    const base = { inputs: [explicitFile], classifier: fakeClassifier(), out, progress: false };
+    await assert.rejects(classifyArchive(base), (err: Error) => {
+      assert.match(err.message, /^Expected a new or empty file for --out but received ".*existing\.jsonl" of type string, which already holds 24 bytes: add --resume to continue it, or --overwrite to replace it$/);
+      return true;
+    });
+    assert.equal(await readFile(out, 'utf8'), '{"path":"precious.jpg"}\n');
+    await classifyArchive({ ...base, overwrite: true });
+    assert.deepEqual(readJsonl(await readFile(out, 'utf8')).map((r) => r.path), [explicitFile]);
+
+    const empty = path.join(tmp, 'empty.csv');
+    await writeFile(empty, '');
+    await classifyArchive({ ...base, out: empty }); // an empty file holds nothing to lose
+    assert.equal(readCsv(await readFile(empty, 'utf8')).length, 2);
+  });
+
+  it('writes .ndjson as JSON Lines and refuses .json, suggesting .jsonl', async () => {
+    const base = { inputs: [explicitFile], classifier: fakeClassifier(), progress: false };
+    await assert.rejects(classifyArchive({ ...base, out: path.join(tmp, 'r.json') }), (err: Error) => {
+      assert.match(err.message, /^Expected a file name ending in \.jsonl, \.ndjson or \.csv for --out but received ".*r\.json" .*JSON Lines .*name the file ".*r\.jsonl"$/);
+      return true;
+    });
+    await assert.rejects(stat(path.join(tmp, 'r.json')), { code: 'ENOENT' });
+    await classifyArchive({ ...base, out: path.join(tmp, 'r.ndjson') });
+    assert.equal(readJsonl(await readFile(path.join(tmp, 'r.ndjson'), 'utf8'))[0].path, explicitFile);
+  });
+});
+
+describe('inputs, exit status and interrupts', () => {
+  it('gives a file one row when it is also inside a folder given, or given twice (first occurrence wins)', async () => {
+    const a1 = path.join(archive, 'monet/a1.jpg');
+    const out = path.join(tmp, 'dedupe.jsonl');
+    const summary = await classifyArchive({ inputs: [archive, a1, explicitFile], classifier: fakeClassifier(), out, progress: false });
+    assert.deepEqual(readJsonl(await readFile(out, 'utf8')).map((r) => r.path), walkOrder);
+    assert.equal(summary.skippedDuplicates, 1);
+    assert.match(formatSummary(summary), /skipped, duplicates: +1/);
+
+    // File first: it keeps its row under the name typed, the folder walk passes over it; another
+    // spelling of the same file counts as the same file.
+    const seen: string[] = [];
+    const again = await classifyArchive({ inputs: [explicitFile, path.dirname(explicitFile), path.relative(process.cwd(), explicitFile)], classifier: fakeClassifier(), out: path.join(tmp, 'dedupe-2.jsonl'), progress: false, onRow: (r) => seen.push(r.path) });
+    assert.deepEqual(seen, [explicitFile]);
+    assert.equal(again.skippedDuplicates, 1, 'the folder walk skips .data files anyway; the third input is the duplicate');
+    const inFolder: string[] = [];
+    await classifyArchive({ inputs: [a1, path.join(archive, 'monet')], classifier: fakeClassifier(), out: path.join(tmp, 'dedupe-3.jsonl'), progress: false, onRow: (r) => inFolder.push(r.path) });
+    assert.deepEqual(inFolder, [a1, path.join(archive, 'monet/a2.jpg'), path.join(archive, 'monet/sub/deeper/a3.jpg')]);
+  });
+
+  it('warns and exits 1 when no image is found; exits 1 when every file failed; 0 otherwise', async () => {
+    const empty = path.join(tmp, 'empty-folder');
+    await mkdir(empty);
+    let n = 0;
+    const run = (inputs: string[]) => classifyArchive({ inputs, classifier: fakeClassifier(), out: path.join(tmp, `status-${n++}.jsonl`), progress: false });
+    const none = await run([empty]);
+    assert.equal(none.exitCode, 1);
+    assert.match(formatSummary(none), /^warning: no images found in the inputs \(0 non-image files skipped, 0 unreadable folders\)/);
+    assert.match(formatSummary(none), /Classified 0 files in .*\n(.*\n)*exit status 1: no images found in the inputs$/);
+
+    const docs = path.join(tmp, 'only-docs');
+    await mkdir(docs);
+    await writeFile(path.join(docs, 'notes.txt'), 'notes\n');
+    const onlyDocs = await run([docs]);
+    assert.equal(onlyDocs.exitCode, 1);
+    assert.match(formatSummary(onlyDocs), /^warning: no images found in the inputs \(1 non-image file skipped, 0 unreadable folders\)/);
+
+    const allBad = await run([path.join(archive, 'bad')]);
+    assert.equal(allBad.failed, 3);
+    assert.equal(allBad.exitCode, 1);
+    assert.match(formatSummary(allBad), /exit status 1: every attempted file failed$/);
+
+    const one = await run([explicitFile, path.join(archive, 'bad/empty.jpg')]);
+    assert.equal(one.exitCode, 0, 'one success is enough');
+    assert.match(formatSummary(one), /^Classified 2 files in /);
+    const single = await run([explicitFile]);
+    assert.match(formatSummary(single), /^Classified 1 file in /);
+    assert.doesNotMatch(formatSummary(single), /warning|exit status/);
+  });
+
+  it('shows progress by default only when stderr is a terminal and rows do not go to it', () => {
+    const tty = { isTTY: true };
+    const pipe = { isTTY: false };
+    assert.equal(progressByDefault(undefined, { stdout: tty, stderr: tty }), false, 'rows on the same terminal');
+    assert.equal(progressByDefault('r.jsonl', { stdout: tty, stderr: tty }), true);
+    assert.equal(progressByDefault(undefined, { stdout: pipe, stderr: tty }), true, 'rows piped elsewhere');
+    assert.equal(progressByDefault('r.jsonl', { stdout: tty, stderr: pipe }), false);
+  });
+
+  it('stops on a signal with complete rows only, and --resume continues exactly there', async () => {
+    const out = path.join(tmp, 'interrupted.jsonl');
+    const stop = new AbortController();
+    const summary = await classifyArchive({ inputs: inputs(), classifier: fakeClassifier(), out, batchSize: 2, progress: false, signal: stop.signal, onRow: () => stop.abort() });
+    assert.equal(summary.interrupted, true);
+    const rows = readJsonl(await readFile(out, 'utf8'));
+    assert.equal(rows.length, summary.attempted);
+    assert.ok(rows.length >= 1 && rows.length < walkOrder.length, `${rows.length} rows`);
+    assert.deepEqual(rows.map((r) => r.path), walkOrder.slice(0, rows.length));
+    assert.match(formatSummary(summary), new RegExp(`interrupted after ${rows.length} files?; rerun the same command with --resume to continue$`));
+
+    const rest = await classifyArchive({ inputs: inputs(), classifier: fakeClassifier(), out, resume: true, progress: false });
+    assert.equal(rest.interrupted, false);
+    assert.deepEqual(readJsonl(await readFile(out, 'utf8')).map((r) => r.path), walkOrder);
+  });
+});
+
+describe('artist-id classify (CLI)', () => {
+  const CLI = path.join(PACKAGE_ROOT, 'src', 'cli', 'main.ts');
+
+  /** Starts `artist-id classify` with the shipped model; resolves with its exit and stderr. */
+  function classify(args: string[]) {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'classify', ...args], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const done = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal, stderr }));
+    return { child, done };
+  }
+
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    it(`${signal} mid-run: exits ${code} on a complete row and says how to continue`, async () => {
+      const out = path.join(tmp, `cli-${signal}.jsonl`);
+      const { child, done } = classify([path.join(PAINTINGS, 'claude-monet'), '--out', out, '--batch-size', '4']);
+      // Interrupt once some rows are on disk (the model has loaded and the run is under way).
+      for (let i = 0; i < 600 && (await stat(out).then((s) => s.size, () => 0)) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      child.kill(signal);
+      const { code: exit, stderr } = await done;
+      assert.equal(exit, code, stderr);
+      assert.match(stderr, /interrupted after \d+ files?; rerun the same command with --resume to continue/);
+      const rows = readJsonl(await readFile(out, 'utf8'));
+      assert.ok(rows.length > 0 && rows.length < 300, `${rows.length} rows`);
+      const sha = createHash('sha256').update(await readFile(path.join(PACKAGE_ROOT, 'models/default/model.onnx'))).digest('hex');
+      assert.ok(rows.every((r) => r.error === null && r.model.endsWith(`@${sha.slice(0, 12)}`)), rows[0].model);
+    });
+  }
+
+  it('exits 1 with a warning when no image is found', async () => {
+    const docs = path.join(tmp, 'cli-docs');
+    await mkdir(docs);
+    await writeFile(path.join(docs, 'catalogue.txt'), 'Water Lilies\n');
+    const { code, stderr } = await classify([docs, '--out', path.join(tmp, 'cli-none.jsonl')]).done;
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /warning: no images found in the inputs \(1 non-image file skipped/);
   });
 });

@@ -104,11 +104,11 @@ test('classify the whole shared paintings tree with the shipped model: one row p
   const out = join(tmp, 'all.csv');
   const { stderr } = cli(['classify', PAINTINGS, '--out', out, '--batch-size', '32'], {});
   const lines = (await readFile(out, 'utf8')).trim().split('\n');
-  assert.equal(lines[0], 'path,artist,probability,top_k,error');
+  assert.equal(lines[0], 'path,artist,probability,top_k,error,model');
   const rows = lines.slice(1);
   assert.equal(rows.length, 3300, 'one row per painting');
   assert.equal(new Set(rows.map((r) => r.split(',')[0])).size, 3300, 'no duplicate rows');
-  assert.ok(rows.every((r) => r.endsWith(',')), 'no row has an error');
+  assert.ok(rows.every((r) => /,,[^,]+@[0-9a-f]{12}$/.test(r)), 'no row has an error, every row names the model');
   assert.match(stderr, /skipped, not images: +2 /);
   assert.match(stderr, /manifest\.csv/);
 });

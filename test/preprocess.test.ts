@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
+import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { decodeImage, ImageDecodeError } from '../src/preprocess/decode.js';
+import { decodeImage, DEFAULT_LIMIT_INPUT_PIXELS, ImageDecodeError } from '../src/preprocess/decode.js';
 import { DEFAULT_PREPROCESS, type PreprocessSpec } from '../src/preprocess/spec.js';
 import { anyPainting } from './fixtures.js';
 
@@ -123,4 +124,63 @@ test('empty, non-image and unsupported content get clear errors', async () => {
   await assert.rejects(decodeImage(new TextEncoder().encode('title,artist\nWater Lilies,Monet\n'), SMALL), /not a recognised image format/);
   const svg = new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>');
   await assert.rejects(decodeImage(svg, SMALL), (err: Error) => err instanceof ImageDecodeError && /svg|not a recognised/.test(err.message));
+});
+
+/** CRC-32 of PNG chunks (zlib.crc32 needs Node >= 20.15). */
+function crc32(bytes: Uint8Array): number {
+  let c = ~0;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+/**
+ * A white 1-bit greyscale PNG of any size, built by hand: sharp would take ~10 s to encode a
+ * 17000 x 17000 image, this takes ~0.1 s and ~40 MB, and the file is ~200 KB.
+ */
+function whitePng(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const out = Buffer.alloc(body.length + 8);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc32(body), body.length + 4);
+    return out;
+  };
+  const header = Buffer.alloc(13); // bit depth 1, colour type 0 (grey), no interlace
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 1;
+  const row = Buffer.alloc(1 + Math.ceil(width / 8), 0xff);
+  row[0] = 0; // filter: none
+  const pixels = deflateSync(Buffer.concat(Array.from({ length: height }, () => row)), { level: 1 });
+  return Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), chunk('IHDR', header), chunk('IDAT', pixels), chunk('IEND', Buffer.alloc(0))]);
+}
+
+test('a 17000x17000 museum-scale image (above sharp\'s default 268 Mpx limit) decodes', async () => {
+  assert.ok(17000 * 17000 > 268_402_689 && 17000 * 17000 < DEFAULT_LIMIT_INPUT_PIXELS);
+  const png = whitePng(17000, 17000);
+  const pixels = await decodeImage(png, SMALL);
+  assert.ok(pixels.every((v) => v === 255), 'white all over');
+  // Still above a lower limit: the message gives sharp's reason and the size, not "not an image".
+  await assert.rejects(decodeImage(png, SMALL, { limitInputPixels: 100_000_000 }), (err: Error) => {
+    assert.ok(err instanceof ImageDecodeError);
+    assert.equal(err.message, 'Expected an image of at most 100000000 pixels but received a 17000x17000 png image (289000000 pixels): Input image exceeds pixel limit');
+    return true;
+  });
+});
+
+test('a real painting above a lowered pixel limit, or with a corrupt header, says why (not "not an image")', async () => {
+  const bytes = await readFile(anyPainting());
+  const { width, height } = await sharp(bytes).metadata();
+  await assert.rejects(decodeImage(bytes, SMALL, { limitInputPixels: 1000 }), { message: `Expected an image of at most 1000 pixels but received a ${width}x${height} jpeg image (${width * height} pixels): Input image exceeds pixel limit` });
+  const header = (await sharp(bytes).png().toBuffer()).subarray(0, 40);
+  await assert.rejects(decodeImage(header, SMALL), (err: Error) => {
+    assert.ok(err instanceof ImageDecodeError);
+    assert.match(err.message, /^Could not read the image header: Input buffer has corrupt header \(40 bytes, starts with 89504e470d0a1a0a\)$/);
+    return true;
+  });
+  await assert.rejects(decodeImage(bytes, SMALL, { limitInputPixels: 0 }), /Expected positive integer for limitInputPixels/);
 });

@@ -14,7 +14,9 @@ import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { Classifier } from '../src/inference/classifier.js';
+import { Classifier, resolveModelPath } from '../src/inference/classifier.js';
+import { CARD_METADATA_KEY, parseModelCard } from '../src/model/card.js';
+import { metadataOf, readModelFile } from '../src/onnx/model.js';
 import { decodeImage } from '../src/preprocess/decode.js';
 import { parseLddNotFound } from '../src/server/cuda-check.js';
 import { resolveServeOptions, SERVE_DEFAULTS } from '../src/server/options.js';
@@ -24,6 +26,8 @@ import { PACKAGE_ROOT } from '../src/paths.js';
 import { paintingOf } from './fixtures.js';
 
 const silent = pino({ level: 'silent' });
+/** Width of the shipped model's `features` output, from its card (pooled 1280, style statistics 5920). */
+const FEATURE_DIM = parseModelCard(metadataOf(await readModelFile(resolveModelPath('default')))[CARD_METADATA_KEY], 'default').base.featureDim;
 const MAX_BATCH = 8;
 const MAX_QUEUE = 8;
 
@@ -186,7 +190,7 @@ describe('health and metadata (Open Inference Protocol)', () => {
     assert.deepEqual(model.outputs.map((o: { name: string; shape: number[] }) => [o.name, o.shape]), [
       ['probabilities', [-1, 11]],
       ['logits', [-1, 11]],
-      ['features', [-1, 1280]],
+      ['features', [-1, FEATURE_DIM]],
     ]);
     assert.equal(model.parameters.execution_provider, 'cpu');
     assert.deepEqual(model.parameters.classes, reference.card.classes, 'classes come from the model card');
@@ -317,8 +321,8 @@ describe('POST /v2/models/{name}/infer', () => {
     assert.deepEqual(byName.probabilities.shape, [2, 11]);
     assert.equal(byName.probabilities.datatype, 'FP32');
     assert.deepEqual(byName.logits.shape, [2, 11]);
-    assert.deepEqual(byName.features.shape, [2, 1280]);
-    assert.equal(byName.features.data.length, 2 * 1280);
+    assert.deepEqual(byName.features.shape, [2, FEATURE_DIM]);
+    assert.equal(byName.features.data.length, 2 * FEATURE_DIM);
     assertClose(byName.probabilities.data.slice(0, 11), await referenceProbabilities(monet), 1e-5, 'monet probabilities');
     assertClose(byName.probabilities.data.slice(11), await referenceProbabilities(degas), 1e-5, 'degas probabilities');
   });
@@ -376,9 +380,9 @@ describe('POST /v2/models/{name}/infer', () => {
     const { json, binary } = await splitBinaryResponse(res);
     const [cls, features] = json.outputs;
     assert.deepEqual(cls.shape, [2, 1]);
-    assert.deepEqual(features.shape, [2, 1280]);
+    assert.deepEqual(features.shape, [2, FEATURE_DIM]);
     assert.equal(binary.length, cls.parameters.binary_data_size + features.parameters.binary_data_size);
-    assert.equal(features.parameters.binary_data_size, 2 * 1280 * 4);
+    assert.equal(features.parameters.binary_data_size, 2 * FEATURE_DIM * 4);
     const labels: string[] = [];
     for (let at = 0; at < cls.parameters.binary_data_size; ) {
       const n = binary.readUInt32LE(at);
@@ -605,7 +609,7 @@ describe('OpenAPI document, web page, service options', () => {
   });
 
   it('execution provider: CUDA required but unavailable fails at start; silent-fallback detector parses ldd', async () => {
-    await assert.rejects(startServer({ port: 0, provider: 'cuda', strictProvider: true }, silent), /CUDA was required \(strict provider\)/);
+    await assert.rejects(startServer({ port: 0, provider: 'cuda', strictProvider: true }, silent), /--strict-provider requires the CUDA execution provider, but/);
     assert.deepEqual(parseLddNotFound('\tlibcudart.so.12 => not found\n\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x1)\n\tlibcudnn.so.9 => not found\n'), ['libcudart.so.12', 'libcudnn.so.9']);
   });
 });

@@ -24,53 +24,72 @@ export interface ArchiveRow {
   top_k: ArtistProbability[];
   /** Why the file has no prediction (decode, read or inference failure), else null. */
   error: string | null;
+  /**
+   * The model that wrote the row, `<card name>@<first 12 hex of the sha256 of the model file>`:
+   * on every row, so rows of different models can never be mixed unnoticed (see `readCompleted`).
+   */
+  model: string;
 }
 
 /** `jsonl`: one JSON object per line; `csv`: RFC 4180 with {@link CSV_HEADER}. */
 export type OutputFormat = 'jsonl' | 'csv';
 
-/** First line of every CSV output. */
-export const CSV_HEADER = 'path,artist,probability,top_k,error';
+/**
+ * First line of every CSV output. `model` comes last so that readers indexing the older columns
+ * by position keep working.
+ */
+export const CSV_HEADER = 'path,artist,probability,top_k,error,model';
 
-const FORMAT_BY_EXTENSION: Record<string, OutputFormat> = { '.jsonl': 'jsonl', '.json': 'jsonl', '.csv': 'csv' };
+/** Header of CSV files written before rows named their model: recognised only to refuse them. */
+const CSV_HEADER_WITHOUT_MODEL = 'path,artist,probability,top_k,error';
+
+// No `.json`: the content is JSON Lines, which a JSON parser given a `.json` file rejects.
+const FORMAT_BY_EXTENSION: Record<string, OutputFormat> = { '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.csv': 'csv' };
 
 /**
  * The format for an output path, from its extension (case-insensitive); stdout (no path) is JSONL.
  *
- * @throws Error for any other extension, so `--out results.txt` fails before the run starts.
+ * @throws Error for any other extension, so `--out results.txt` fails before the run starts; for
+ *   `.json` the message suggests `.jsonl`.
  * @example
  * outputFormat('out/results.CSV'); // 'csv'
  */
 export function outputFormat(outPath?: string): OutputFormat {
   if (outPath === undefined) return 'jsonl';
-  const format = FORMAT_BY_EXTENSION[extname(outPath).toLowerCase()];
-  if (!format) throw invalidParameterError('out', 'a file name ending in .jsonl, .json or .csv', outPath);
-  return format;
+  const ext = extname(outPath).toLowerCase();
+  const format = FORMAT_BY_EXTENSION[ext];
+  if (format) return format;
+  const expected = 'a file name ending in .jsonl, .ndjson or .csv';
+  if (ext === '.json') {
+    const suggestion = `${outPath.slice(0, -ext.length)}.jsonl`;
+    throw new Error(`${invalidParameterError('--out', expected, outPath).message}: rows are written as JSON Lines (one JSON object per line), not as one JSON document, so name the file ${JSON.stringify(suggestion)}`);
+  }
+  throw invalidParameterError('--out', expected, outPath);
 }
 
 /**
- * One JSONL line, keys in the order `path, artist, probability, top_k, error`.
+ * One JSONL line, keys in the order `path, artist, probability, top_k, error, model`.
  *
  * @returns the line including its trailing `\n`.
  * @example
- * formatJsonlRow({ path: 'a.jpg', artist: 'claude-monet', probability: 0.9, top_k: [...], error: null });
+ * formatJsonlRow({ path: 'a.jpg', artist: 'claude-monet', probability: 0.9, top_k: [...], error: null, model: 'default@0123456789ab' });
  */
 export function formatJsonlRow(row: ArchiveRow): string {
-  const { path, artist, probability, top_k, error } = row;
-  return `${JSON.stringify({ path, artist, probability, top_k: top_k.map(({ artist, probability }) => ({ artist, probability })), error })}\n`;
+  const { path, artist, probability, top_k, error, model } = row;
+  return `${JSON.stringify({ path, artist, probability, top_k: top_k.map(({ artist, probability }) => ({ artist, probability })), error, model })}\n`;
 }
 
 /**
- * One CSV record: `path,artist,probability,top_k,error` with `top_k` as `artist:prob;artist:prob`
- * and nulls as empty fields.
+ * One CSV record: `path,artist,probability,top_k,error,model` with `top_k` as
+ * `artist:prob;artist:prob` and nulls as empty fields.
  *
  * @returns the record including its trailing `\n`.
  * @example
- * formatCsvRow(row); // 'a.jpg,claude-monet,0.9,claude-monet:0.9;edgar-degas:0.05,\n'
+ * formatCsvRow(row); // 'a.jpg,claude-monet,0.9,claude-monet:0.9;edgar-degas:0.05,,default@0123456789ab\n'
  */
 export function formatCsvRow(row: ArchiveRow): string {
   const topK = row.top_k.map((t) => `${t.artist}:${t.probability}`).join(';');
-  const fields = [row.path, row.artist ?? '', row.probability === null ? '' : String(row.probability), topK, row.error ?? ''];
+  const fields = [row.path, row.artist ?? '', row.probability === null ? '' : String(row.probability), topK, row.error ?? '', row.model];
   return `${fields.map(csvField).join(',')}\n`;
 }
 
@@ -118,6 +137,38 @@ export function parseCsvRecord(record: string): string[] {
   }
 }
 
+/** How to start over; part of every refusal to reuse an existing output file. */
+const START_FRESH = 'start a fresh output instead: another --out file, or --overwrite to replace this one';
+
+/**
+ * Refuses to replace an existing output file by accident: a non-empty file at `outPath` may be
+ * the result of a long run. Missing or empty files are fine; so is anything that is not a file
+ * (opening it fails later with its own error).
+ *
+ * @param mode - `resume` (the file will be continued) or `overwrite` (replacing it is intended)
+ *   lifts the refusal.
+ * @throws Error `Expected a new or empty file for --out but received "r.jsonl", which already
+ *   holds N bytes: ...` naming both `--resume` and `--overwrite`.
+ */
+export async function checkOutputTarget(outPath: string | undefined, mode: { resume?: boolean; overwrite?: boolean }): Promise<void> {
+  if (outPath === undefined || mode.resume || mode.overwrite) return;
+  const info = await stat(outPath).catch(() => undefined);
+  if (info?.isFile() && info.size > 0) {
+    throw new Error(`${invalidParameterError('--out', 'a new or empty file', outPath).message}, which already holds ${info.size} bytes: add --resume to continue it, or --overwrite to replace it`);
+  }
+}
+
+/**
+ * What the rows of a resumed file must agree with, so that one file never mixes models or row
+ * shapes.
+ */
+export interface ResumeExpectation {
+  /** The `model` of this run's rows (see {@link ArchiveRow.model}). */
+  model: string;
+  /** Entries in `top_k` of a row without error (the requested `--top-k`, at most the classes). */
+  topK: number;
+}
+
 /**
  * Reads an existing output file for `--resume`: returns the paths that already have a row (error
  * rows included, so each file keeps exactly one row), and cuts off what a killed run left
@@ -128,15 +179,21 @@ export function parseCsvRecord(record: string): string[] {
  * good row at all is probably not ours): both throw rather than delete rows. A missing or empty
  * file means nothing is done.
  *
- * @param outPath - a `.jsonl`/`.json`/`.csv` output file (format from its extension).
- * @returns the set of `path` values found, compared as exact strings with the walk's paths.
+ * With `expected`, every complete row must name `expected.model` and every row without error must
+ * list `expected.topK` artists; otherwise this throws before anything is cut off, since appending
+ * would mix two models (or two row shapes) in one file. Rows without a model (files from before
+ * rows named it) are refused too: whether they match cannot be known.
+ *
+ * @param outPath - a `.jsonl`/`.ndjson`/`.csv` output file (format from its extension).
+ * @returns the set of `path` values found, as written (the caller decides how to compare them).
  * @throws Error when the extension is not an output format, a CSV file does not start with
- *   {@link CSV_HEADER}, a damaged record is not the last one, or no record is a valid row.
+ *   {@link CSV_HEADER}, a damaged record is not the last one, no record is a valid row, or a row
+ *   disagrees with `expected` (the message names both models or both sizes, and how to start fresh).
  * @example
- * const done = await readCompleted('results.jsonl'); // file now ends on a complete line
- * if (!done.has(path)) classify(path);
+ * const done = await readCompleted('results.jsonl', { model: 'default@0123456789ab', topK: 3 });
+ * if (!done.has(path)) classify(path); // the file now ends on a complete line
  */
-export async function readCompleted(outPath: string): Promise<Set<string>> {
+export async function readCompleted(outPath: string, expected?: ResumeExpectation): Promise<Set<string>> {
   const format = outputFormat(outPath);
   const done = new Set<string>();
   const size = await stat(outPath).then((s) => s.size, (err: NodeJS.ErrnoException) => {
@@ -149,10 +206,10 @@ export async function readCompleted(outPath: string): Promise<Set<string>> {
   let index = 0;
   for await (const record of readRecords(outPath, format === 'csv')) {
     if (damage) {
-      throw new Error(`Cannot resume from ${outPath}: ${damage} is damaged but more rows follow it; fix or remove that record, or run without --resume`);
+      throw new Error(`Cannot resume from ${outPath}: ${damage} is damaged but more rows follow it; fix or remove that record, or ${START_FRESH}`);
     }
     if (!record.terminated) break; // half-written by a killed run: always dropped
-    const problem = checkRecord(record.text, index++, format, outPath, done);
+    const problem = checkRecord(record.text, index++, format, outPath, done, expected);
     if (problem) damage = `record ${index} (${problem})`;
     else goodEnd = record.end;
   }
@@ -169,9 +226,10 @@ export async function readCompleted(outPath: string): Promise<Set<string>> {
  * Validates one complete record and records its path in `done`.
  *
  * @returns why the record is invalid, or undefined when it is fine.
- * @throws Error when a CSV file's first record is not the header (not our file: do not touch).
+ * @throws Error when a CSV file's first record is not the header (not our file: do not touch), or
+ *   a valid row disagrees with `expected` (see {@link checkProvenance}).
  */
-function checkRecord(text: string, index: number, format: OutputFormat, outPath: string, done: Set<string>): string | undefined {
+function checkRecord(text: string, index: number, format: OutputFormat, outPath: string, done: Set<string>, expected?: ResumeExpectation): string | undefined {
   if (format === 'jsonl') {
     if (text.trim() === '') return undefined;
     let row: unknown;
@@ -180,13 +238,17 @@ function checkRecord(text: string, index: number, format: OutputFormat, outPath:
     } catch (err) {
       return (err as Error).message;
     }
-    const path = (row as { path?: unknown } | null)?.path;
+    const { path, model, error, top_k } = (row ?? {}) as { path?: unknown; model?: unknown; error?: unknown; top_k?: unknown };
     if (typeof path !== 'string') return 'no "path" string';
+    if (expected) checkProvenance({ model, topK: error === null && Array.isArray(top_k) ? top_k.length : undefined }, index + 1, expected, outPath);
     done.add(path);
     return undefined;
   }
   const line = text.endsWith('\r') ? text.slice(0, -1) : text;
   if (index === 0) {
+    if (line === CSV_HEADER_WITHOUT_MODEL) {
+      throw new Error(`Expected the CSV header "${CSV_HEADER}" in ${outPath} to resume it but it has no model column: the file was written before rows named their model, so whether it was written by this run's model cannot be checked; ${START_FRESH}`);
+    }
     if (line !== CSV_HEADER) throw new Error(`Expected ${outPath} to start with the CSV header "${CSV_HEADER}" to resume it, but it starts with ${JSON.stringify(line.slice(0, 80))}`);
     return undefined;
   }
@@ -196,9 +258,27 @@ function checkRecord(text: string, index: number, format: OutputFormat, outPath:
   } catch (err) {
     return (err as Error).message;
   }
-  if (fields.length !== 5) return `${fields.length} fields instead of 5`;
+  if (fields.length !== 6) return `${fields.length} fields instead of 6`;
+  // A record index counts the header; people count data rows.
+  if (expected) checkProvenance({ model: fields[5], topK: fields[4] === '' ? (fields[3] === '' ? 0 : fields[3].split(';').length) : undefined }, index, expected, outPath);
   done.add(fields[0]);
   return undefined;
+}
+
+/**
+ * Throws when an existing row was not written by the same model, with the same `top_k` size, as
+ * this run (`found.topK` is undefined for error rows, which list no artists).
+ */
+function checkProvenance(found: { model: unknown; topK: number | undefined }, row: number, expected: ResumeExpectation, outPath: string): void {
+  if (typeof found.model !== 'string' || found.model === '') {
+    throw new Error(`Expected rows naming their model in ${outPath} to resume it but row ${row} has no "model": the file was written before rows named their model, so whether it was written by this run's model (${expected.model}) cannot be checked; ${START_FRESH}`);
+  }
+  if (found.model !== expected.model) {
+    throw new Error(`Expected rows of model ${expected.model} (this run's --model) in ${outPath} to resume it but row ${row} was written by model ${found.model}; resume with the --model that wrote the file, or ${START_FRESH}`);
+  }
+  if (found.topK !== undefined && found.topK !== expected.topK) {
+    throw new Error(`Expected rows with ${expected.topK} artists in top_k (this run's --top-k) in ${outPath} to resume it but row ${row} lists ${found.topK}; resume with --top-k ${found.topK}, or ${START_FRESH}`);
+  }
 }
 
 interface RawRecord {

@@ -5,7 +5,7 @@
  */
 import type { Dirent } from 'node:fs';
 import { opendir, realpath, stat } from 'node:fs/promises';
-import { extname, join, normalize } from 'node:path';
+import { extname, join, normalize, resolve } from 'node:path';
 import { invalidParameterError } from '../errors.js';
 import { IMAGE_EXTENSIONS } from '../preprocess/decode.js';
 
@@ -24,6 +24,11 @@ export interface WalkStats {
    * folder seen elsewhere, the same folder given twice.
    */
   revisitedFolders: number;
+  /**
+   * Files not yielded again because an earlier input already yielded the same real file: a file
+   * given on its own and inside a folder given too, or the same file given twice.
+   */
+  duplicates: number;
 }
 
 /** Options of {@link walkImages}. */
@@ -36,7 +41,7 @@ export interface WalkOptions {
 
 /** A fresh, zeroed {@link WalkStats}. */
 export function createWalkStats(): WalkStats {
-  return { skipped: 0, skippedExamples: [], unreadableDirectories: 0, unreadableExamples: [], revisitedFolders: 0 };
+  return { skipped: 0, skippedExamples: [], unreadableDirectories: 0, unreadableExamples: [], revisitedFolders: 0, duplicates: 0 };
 }
 
 const IMAGE_EXTENSION_SET = new Set(IMAGE_EXTENSIONS.map((e) => e.toLowerCase()));
@@ -51,7 +56,8 @@ export function hasImageExtension(path: string): boolean {
  *
  * @returns for each input, whether it is a folder (`true`) or a file (`false`).
  * @throws Error `Expected at least one file or folder for inputs ...` when `inputs` is empty, and
- *   `Expected an existing file or folder for inputs[i] but received "..."` for a missing path.
+ *   `Expected an existing file or folder for input "nope" but it does not exist` for a missing path
+ *   (named as the user typed it, since that is what they can find in their command).
  * @example
  * await checkInputs(['scans/', 'extra.jpg']); // throws before any work if one is missing
  */
@@ -60,10 +66,15 @@ export async function checkInputs(inputs: readonly string[]): Promise<boolean[]>
     throw invalidParameterError('inputs', 'at least one file or folder', inputs);
   }
   const kinds: boolean[] = [];
-  for (const [i, input] of inputs.entries()) {
+  for (const input of inputs) {
+    if (typeof input !== 'string') throw invalidParameterError('input', 'a file or folder path', input);
     // stat (not lstat): a symlink given on the command line is taken to mean its target.
-    const info = typeof input === 'string' && input !== '' ? await stat(input).catch(() => undefined) : undefined;
-    if (!info) throw invalidParameterError(`inputs[${i}]`, 'an existing file or folder', input);
+    const info = input === '' ? undefined : await stat(input).catch((err: NodeJS.ErrnoException) => err);
+    if (info === undefined || info instanceof Error) {
+      // ENOENT/ENOTDIR: missing. Anything else (EACCES, ELOOP...) says more in its own words.
+      const missing = info === undefined || info.code === 'ENOENT' || info.code === 'ENOTDIR';
+      throw new Error(`Expected an existing file or folder for input ${JSON.stringify(input)} but ${missing ? 'it does not exist' : `it cannot be read (${info.message})`}`);
+    }
     kinds.push(info.isDirectory());
   }
   return kinds;
@@ -79,6 +90,8 @@ export async function checkInputs(inputs: readonly string[]): Promise<boolean[]>
  * - Symlinks to files are followed. A folder (linked or not) is entered only if its real path has
  *   not been walked yet, so symlink loops end and no file is yielded twice through links or
  *   overlapping inputs (counted in `stats.revisitedFolders`).
+ * - A file given as an input is yielded once even when a folder input contains it too, or it is
+ *   given twice: the first occurrence wins, compared by real path (counted in `stats.duplicates`).
  * - Folders that cannot be listed are counted in `stats.unreadableDirectories`; the walk goes on.
  *
  * Paths are `path.join(input, ...names)`, i.e. relative when the input is relative. Memory holds
@@ -95,14 +108,17 @@ export async function* walkImages(inputs: readonly string[], opts: WalkOptions =
   const stats = opts.stats ?? createWalkStats();
   const maxExamples = opts.maxExamples ?? 5;
   const isFolder = await checkInputs(inputs);
-  const visited = new Set<string>();
+  // Only the file inputs can be met twice (folders already dedupe by real path), so only their
+  // real paths are tracked: memory stays at the size of the command line, not of the archive.
+  const fileReal = await Promise.all(inputs.map((input, i) => (isFolder[i] ? '' : realpath(input).catch(() => resolve(input)))));
+  const state: WalkState = { stats, maxExamples, visited: new Set(), inputFiles: new Set(fileReal.filter(Boolean)), yielded: new Set() };
   for (const [i, input] of inputs.entries()) {
     if (!isFolder[i]) {
-      yield normalize(input);
+      if (firstOccurrence(fileReal[i], state)) yield normalize(input);
       continue;
     }
     const root = normalize(input);
-    yield* walkFolder(root, await realpath(root), { stats, maxExamples, visited });
+    yield* walkFolder(root, await realpath(root), state);
   }
 }
 
@@ -111,6 +127,24 @@ interface WalkState {
   maxExamples: number;
   /** Real paths of the folders entered so far: what stops symlink loops. */
   visited: Set<string>;
+  /** Real paths of the files given as inputs. */
+  inputFiles: ReadonlySet<string>;
+  /** Those of `inputFiles` yielded so far, under any name. */
+  yielded: Set<string>;
+}
+
+/**
+ * False (and counted) when `real` is the real path of a file input that was already yielded;
+ * other files cannot repeat, since no folder is entered twice.
+ */
+function firstOccurrence(real: string, state: WalkState): boolean {
+  if (!state.inputFiles.has(real)) return true;
+  if (state.yielded.has(real)) {
+    state.stats.duplicates++;
+    return false;
+  }
+  state.yielded.add(real);
+  return true;
 }
 
 /** @param real - real path of `dir`, tracked along the walk (no realpath call per plain folder). */
@@ -129,8 +163,8 @@ async function* walkFolder(dir: string, real: string, state: WalkState): AsyncGe
     } else if (entry.isDirectory()) {
       yield* walkFolder(path, join(real, entry.name), state);
     } else if (entry.isFile()) {
-      if (hasImageExtension(path)) yield path;
-      else skip(path, state);
+      if (!hasImageExtension(path)) skip(path, state);
+      else if (firstOccurrence(join(real, entry.name), state)) yield path;
     } else if (entry.isSymbolicLink()) {
       yield* walkSymlink(path, state);
     } else {
@@ -151,8 +185,10 @@ async function* walkSymlink(path: string, state: WalkState): AsyncGenerator<stri
   if (real !== undefined) {
     yield* walkFolder(path, real, state);
   } else if (hasImageExtension(path) && (target === undefined || target.isFile())) {
-    // A dangling `x.jpg` link is still yielded: its read error becomes a row people can see.
-    yield path;
+    // A dangling `x.jpg` link is still yielded: its read error becomes a row people can see. A
+    // link is resolved only when some file input could be its target (no syscall otherwise).
+    const realFile = target && state.inputFiles.size > 0 ? await realpath(path).catch(() => '') : '';
+    if (firstOccurrence(realFile, state)) yield path;
   } else {
     skip(path, state);
   }

@@ -55,30 +55,54 @@ export function buildProgram(): Command {
     .description('classify image files and folders (recursively); one row per attempted file')
     .argument('<inputs...>', 'image files or folders')
     .option('-m, --model <model>', 'model: .onnx file, folder with model.onnx, or name under models/', DEFAULT_MODEL_NAME)
-    .option('-o, --out <file>', 'write rows to a .jsonl or .csv file (default: JSONL on stdout)')
+    .option('-o, --out <file>', 'write rows to a .jsonl/.ndjson or .csv file (default: JSONL on stdout)')
     .option('-k, --top-k <k>', 'artists listed per row', positiveInt('--top-k'), 3)
     .option('-b, --batch-size <n>', 'images per inference batch', positiveInt('--batch-size'), 16)
     .option('--decode-concurrency <n>', 'images decoded at once (default: CPU cores)', positiveInt('--decode-concurrency'))
-    .option('--resume', 'continue a killed run: keep rows already in --out, classify the rest')
+    .option('--resume', 'continue a killed run: keep rows already in --out (same model and --top-k), classify the rest')
+    .option('--overwrite', 'replace an existing --out file (refused otherwise, unless --resume)')
     .addOption(providerOption())
     .option('--strict-provider', 'fail instead of falling back to CPU when CUDA is unavailable')
-    .option('--no-progress', 'no progress line on stderr')
+    .option('--no-progress', 'no progress line on stderr (shown by default when stderr is a terminal and rows do not go to it)')
+    .addHelpText('after', `
+Every row names the model that wrote it: model = <card name>@<first 12 hex of the sha256 of the model file>.
+
+Exit status:
+  0    at least one file was classified, or none failed (failures are in the rows' error)
+  1    no image was found in the inputs, every attempted file failed, or an error stopped the run
+  130  interrupted by SIGINT (143: SIGTERM); the rows written are complete: rerun with --resume`)
     .action(async (inputs: string[], opts) => {
       const classifier = await Classifier.load(opts.model, { provider: opts.provider, strictProvider: opts.strictProvider });
       process.stderr.write(`model: ${classifier.card.name} (${classifier.card.classes.length} artists) from ${classifier.path}\nexecution provider: ${classifier.provider}${classifier.fallbackReason ? ` (${classifier.fallbackReason})` : ''}\n`);
+      // Ctrl-C or a scheduler's SIGTERM ends the run on a complete row, so --resume can continue it.
+      // `once`: a second signal gets Node's default and ends the process at once.
+      const stop = new AbortController();
+      let received: NodeJS.Signals | undefined;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        received = signal;
+        stop.abort();
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
       try {
         const summary = await classifyArchive({
           inputs,
           classifier,
           out: opts.out,
+          overwrite: opts.overwrite,
           topK: opts.topK,
           batchSize: opts.batchSize,
           decodeConcurrency: opts.decodeConcurrency,
           resume: opts.resume,
           progress: opts.progress === false ? false : undefined,
+          signal: stop.signal,
         });
         process.stderr.write(`${formatSummary(summary)}\n`);
+        // 128 + signal number, as shells report a process killed by that signal.
+        process.exitCode = summary.interrupted ? (received === 'SIGTERM' ? 143 : 130) : summary.exitCode;
       } finally {
+        process.removeListener('SIGINT', onSignal);
+        process.removeListener('SIGTERM', onSignal);
         await classifier.dispose();
       }
     });

@@ -82,7 +82,7 @@ export class ModelRunner {
         const reason = `the CUDA execution provider cannot find ${missing.join(', ')} (onnxruntime would silently run on CPU); install CUDA 12 and cuDNN 9 or add them to LD_LIBRARY_PATH`;
         if (init.strictProvider) {
           await worker.terminate();
-          throw new Error(`CUDA was required (strict provider) but ${reason}`);
+          throw new Error(`--strict-provider requires the CUDA execution provider, but ${reason}`);
         }
         provider = 'cpu';
         fallbackReason = reason;

@@ -15,6 +15,13 @@ import { ModelRunner } from './model-runner.js';
 import type { ModelSpec } from './options.js';
 
 /** The three graph outputs of an artist-id model, by role (graph names are in `card.outputs`). */
+/**
+ * Largest image (width x height) the server decodes: 268 megapixels, sharp's own default. Lower than
+ * the archive CLI's 1 gigapixel because an upload of a few KB of PNG can declare a gigapixel image and
+ * each concurrent decode of one costs gigabytes; archives of museum scans go through `artist-id classify`.
+ */
+export const SERVER_LIMIT_INPUT_PIXELS = 268_402_689;
+
 export const OUTPUT_ROLES = ['probabilities', 'logits', 'features'] as const;
 export type OutputRole = (typeof OUTPUT_ROLES)[number];
 
@@ -116,7 +123,7 @@ export class ServedModel {
     const start = performance.now();
     const pixels = await Promise.all(
       images.map(({ bytes, label }) =>
-        decodeLimit(() => decodeImage(bytes, this.card.preprocessing)).catch((err: unknown) => {
+        decodeLimit(() => decodeImage(bytes, this.card.preprocessing, { limitInputPixels: SERVER_LIMIT_INPUT_PIXELS })).catch((err: unknown) => {
           throw err instanceof ImageDecodeError ? new ImageDecodeError(`${label}: ${err.message}`) : err;
         }),
       ),
