@@ -106,7 +106,7 @@ ${rows.map((r) => `| ${r.artist} | ${r.msp.toFixed(3)} | ${r.mahalanobis.toFixed
 Reading: among eleven painters of one movement, a painting by a twelfth looks like one of them to these
 features; the best of these scores separates known from unknown far less well than the 0.90 a user would
 want. No "unknown" answer is shipped yet: a threshold on a score this weak would mostly reject correct
-attributions. The model card and README say that every answer is one of the trained artists.
+attributions. README and newly trained model cards say that every answer is one of the trained artists.
 `;
 await mkdir(join(PACKAGE_ROOT, 'docs'), { recursive: true });
 await writeFile(join(PACKAGE_ROOT, 'docs', 'OPEN_SET.md'), doc);

@@ -63,6 +63,10 @@ Expected calibration error (15 bins): validation ${card.calibration.validationEc
 
 ` : ''}Export parity (ONNX vs TF.js head on real images): max |Δp| = ${card.parity.maxAbsDiff.toExponential(2)} over ${card.parity.images} images (tolerance ${card.parity.tolerance}).
 
+## Limits
+Every answer is one of the ${card.classes.length} artists above, even for a painting by someone else or a photo: the model
+has no "unknown" answer (see docs/OPEN_SET.md). Low probabilities mean "not sure".
+
 Re-check: \`artist-id evaluate --model <this folder> --data <data>\` rebuilds the same split and reports the test split.
 `;
 }
