@@ -24,6 +24,16 @@ import { expectedCalibrationError, fitTemperature } from './calibration.js';
 import { renderModelCard } from './model-card-md.js';
 import { argmaxRows, classificationReport } from './metrics.js';
 
+/**
+ * Head settings per feature route, chosen on validation accuracy (docs/RESULTS.md): the 5,920-d style
+ * statistics do best with softmax regression and light input dropout; the 1,280-d pooled features with
+ * a 64-unit hidden layer. Explicit `head` options override them.
+ */
+export const ROUTE_HEAD_DEFAULTS: Record<'pooled' | 'style', Partial<HeadConfig>> = {
+  pooled: {},
+  style: { hidden: 0, dropout: 0.2 },
+};
+
 export interface TrainOptions extends SplitOptions {
   /** Dataset root (`<root>/<artist>/*.jpg` or Keras layout). */
   data: string;
@@ -35,7 +45,7 @@ export interface TrainOptions extends SplitOptions {
   base?: BaseWeightsName;
   /** Local folder holding base weights (else env ARTIST_ID_WEIGHTS_DIR, cache, download). */
   weightsDir?: string;
-  /** Bottleneck features: `pooled` (global average pool of the final map) or `style` (mean/std/Gram statistics). */
+  /** Bottleneck features: `style` (mean/std/Gram statistics, the default) or `pooled` (global average pool of the final map). */
   features?: 'pooled' | 'style';
   /** Head hyperparameter overrides. */
   head?: Partial<HeadConfig>;
@@ -64,7 +74,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const started = performance.now();
   const seed = options.seed ?? 42;
-  const config: HeadConfig = { ...DEFAULT_HEAD, seed, ...options.head };
+  const featureKind = options.features ?? 'style';
+  const config: HeadConfig = { ...DEFAULT_HEAD, seed, ...ROUTE_HEAD_DEFAULTS[featureKind], ...options.head };
   const baseName = options.base ?? 'mobilenetv2-12-int8';
   const baseInfo = BASE_WEIGHTS[baseName];
 
@@ -78,7 +89,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   const weights = await resolveBaseWeights(baseName, { weightsDir: options.weightsDir, log });
   log(`base: ${baseName} (${weights.source}: ${weights.path})`);
-  const featureKind = options.features ?? 'pooled';
   const baseModel = decodeModel(await readFile(weights.path), weights.path);
   const featureModel =
     featureKind === 'style'
