@@ -27,6 +27,8 @@ if (load > 0.5) process.stderr.write(`warning: 1-minute load average is ${load.t
 
 const report = await runBench({
   thorough: values.thorough,
+  // The same-weights twins (onnxruntime-node vs TF.js, int8 vs fp32) run here even in quick mode.
+  twins: true,
   onStep: (step, i, total) => {
     if (step !== 'done') process.stderr.write(`[${i + 1}/${total}] ${step}\n`);
   },
@@ -96,6 +98,7 @@ function portable(r: BenchReport): BenchReport {
     modelRuns: r.modelRuns.map(fix),
     sessionOptions: r.sessionOptions.map(fix),
     referenceRuns: r.referenceRuns.map(fix),
+    ...(r.twins ? { twins: { ...r.twins, path: rel(r.twins.path), int8: fix(r.twins.int8), fp32: fix(r.twins.fp32), tfjs: fix(r.twins.tfjs) } } : {}),
     corpora: r.corpora.map((c) => ({ ...c, source: c.source.replace(resolve(PACKAGE_ROOT, '..'), '..').replace(PACKAGE_ROOT, '.').replace(os.homedir(), '~') })),
   };
 }

@@ -273,8 +273,15 @@ export function sessionVariants(cores: number, thorough: boolean): SessionVarian
  * @param options - session options; `{}` is onnxruntime's own defaults.
  */
 export async function bareRunner(modelPath: string, batch: number, images: readonly Uint8Array[], options: ort.InferenceSession.SessionOptions, variant: string): Promise<BatchRunner> {
-  const bytes = await readFile(modelPath);
-  const inputs = modelInputs(bytes, modelPath);
+  return bytesRunner(await readFile(modelPath), modelPath, batch, images, options, variant);
+}
+
+/**
+ * {@link bareRunner} on model bytes held in memory (e.g. a graph converted in process); `model` is
+ * the label reported for it.
+ */
+export async function bytesRunner(bytes: Uint8Array, model: string, batch: number, images: readonly Uint8Array[], options: ort.InferenceSession.SessionOptions, variant: string): Promise<BatchRunner> {
+  const inputs = modelInputs(bytes, model);
   const start = performance.now();
   const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], ...options });
   const createMs = performance.now() - start;
@@ -282,7 +289,7 @@ export async function bareRunner(modelPath: string, batch: number, images: reado
   return {
     runner: 'bare onnxruntime-node',
     variant,
-    model: modelPath,
+    model,
     batch,
     provider: 'cpu',
     createMs,

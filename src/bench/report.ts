@@ -59,6 +59,15 @@ function modelRows(report: BenchReport, runs: readonly ModelBenchResult[], flops
   });
 }
 
+/** int8 in onnxruntime, dequantised fp32 in onnxruntime, TF.js twin (empty when not measured). */
+function twinRuns(report: BenchReport): ModelBenchResult[] {
+  return report.twins ? [report.twins.int8, report.twins.fp32, report.twins.tfjs] : [];
+}
+
+function twinLabel(r: ModelBenchResult): string {
+  return `${r.runner}: ${r.variant}`;
+}
+
 const MODEL_HEADERS = ['runner', 'batch', 'images/s', 'p50 ms', 'p90 ms', 'p95 ms', 'p99 ms', 'create ms', 'first ms', 'GOP/s', 'of peak', 'windows', 'stable'];
 const E2E_HEADERS = ['files', 'what', 'in flight', 'batch', 'images/s', 'p50 ms', 'p99 ms', 'inference share', 'passes', 'stable'];
 const SERVER_HEADERS = ['load', 'requests/s', 'images/s', 'p50 ms', 'p90 ms', 'p95 ms', 'p99 ms', 'errors', 'error rate', 'windows', 'stable'];
@@ -103,6 +112,7 @@ export function formatTerminal(report: BenchReport): string {
   if (report.modelRuns.length > 0) out.push('', 'model only (in process; latency of one batch)', textTable(MODEL_HEADERS, modelRows(report, report.modelRuns, report.model.flopsPerImage, (r) => r.runner)));
   if (report.sessionOptions.length > 0) out.push('', 'session options (bare onnxruntime-node, one change from artist-id options)', textTable(MODEL_HEADERS, modelRows(report, report.sessionOptions, report.model.flopsPerImage, (r) => r.variant)));
   if (report.referenceRuns.length > 0) out.push('', `reference: ${report.model.reference?.path}`, textTable(MODEL_HEADERS, modelRows(report, report.referenceRuns, report.model.reference?.flopsPerImage, (r) => r.runner)));
+  if (report.twins) out.push('', `same weights, three forms (${report.twins.path.split('/').pop()}, batch ${report.twins.batch}, windows round-robin)`, textTable(MODEL_HEADERS, modelRows(report, twinRuns(report), undefined, twinLabel)));
   if (report.profile) out.push('', `where the model's time goes (onnxruntime profiler, batch ${report.profile.batch}, ${fmt(report.profile.kernelMs, 1)} ms of kernels per run)`, textTable(PROFILE_HEADERS, profileRows(report, 8)));
   if (report.calibration.length > 0) out.push('', 'calibration: dense GEMM in onnxruntime (compute-bound)', textTable(['product', 'runs/s', 'p50 ms', 'achieved', 'of peak', 'stable'], calibrationRows(report)));
   if (report.e2e.length > 0) out.push('', 'end to end on files (decode-only latency: one image; archive latency: one inference batch)', textTable(E2E_HEADERS, e2eRows(report)));
@@ -122,6 +132,7 @@ export function formatCsv(report: BenchReport): string {
   report.modelRuns.forEach((r) => model('model', r));
   report.sessionOptions.forEach((r) => model('session-options', r));
   report.referenceRuns.forEach((r) => model('reference', r));
+  twinRuns(report).slice(1).forEach((r) => model('twins', r));
   for (const r of report.e2e) rows.push([r.kind === 'decode-only' ? 'decode-only' : 'archive', r.kind, r.variant, r.corpus, r.batch, r.decodeConcurrency, '', r.imagesPerSecond, r.latency.p50, r.latency.p90, r.latency.p95, r.latency.p99, r.latency.mean, '', '', r.inferenceShare, 0, r.passes, r.stable]);
   for (const r of report.server?.results ?? []) rows.push(['server', r.mode, r.mode === 'rate' ? r.distribution : 'closed loop', report.server!.model, r.batch, r.concurrency, r.rate, r.imagesPerSecond, r.latency?.p50, r.latency?.p90, r.latency?.p95, r.latency?.p99, r.latency?.mean, '', '', '', r.errors, r.windows, r.stable]);
   const cell = (v: string | number | boolean | undefined) => (v === undefined ? '' : typeof v === 'number' ? String(Math.round(v * 1000) / 1000) : csvField(String(v)));
@@ -221,6 +232,11 @@ export function formatMarkdown(report: BenchReport, options: MarkdownOptions): s
     const rf = report.model.reference.flopsPerImage;
     p('## Reference: ImageNet MobileNetV2 int8 alone', `\`${report.model.reference.path.split('/').slice(-2).join('/')}\` (input \`[N,3,224,224]\` float32), bare onnxruntime-node with default options${rf ? `; ${fmt(rf.int8Ops / 1e9, 4)} GOP int8 per image` : ''}.`);
     p(markdownTable(MODEL_HEADERS, modelRows(report, report.referenceRuns, rf, (r) => r.runner)));
+    if (report.twins) {
+      const t = report.twins;
+      p('### Same weights, three forms', `The int8 file in onnxruntime-node, its dequantised fp32 ONNX graph (\`export/convert\` \`dequantizeModel\`) in onnxruntime-node, and the TF.js LayersModel imported from it (\`importOnnxToTfjs\`, fp32, NHWC input) on TF.js's ${t.backend} backend${t.backendThreads !== undefined ? ` (${t.backendThreads} thread${t.backendThreads === 1 ? '' : 's'})` : ''}; batch ${t.batch} of the same paintings, windows round-robin. The two fp32 forms agree on the top-1 class for ${Math.round(t.agreement.top1 * t.agreement.images)}/${t.agreement.images} images (largest logit difference ${t.agreement.maxAbsLogitDiff.toExponential(1)}). Ratios (median of paired windows) are under Comparisons.`);
+      p(markdownTable(MODEL_HEADERS, modelRows(report, twinRuns(report), undefined, twinLabel)));
+    }
   }
 
   if (report.calibration.length > 0) {

@@ -25,6 +25,7 @@ import { profileModel, type OpProfile } from './profile.js';
 import { machinePeak, microarchitectureOf, type MachinePeak, type PeakOptions } from './peak.js';
 import { closedLoop, openLoop, resolveTarget, type ServerEncoding, type ServerInputKind, type ServerResult } from './server-bench.js';
 import { pairedRatio, ratio } from './stats.js';
+import { measureTwins, twinComparisons, type TwinReport } from './twin-bench.js';
 
 /** Options of {@link runBench}; every field is optional. */
 export interface BenchOptions {
@@ -49,6 +50,13 @@ export interface BenchOptions {
   archiveBatch?: number;
   /** Reference ONNX model run bare (e.g. the Model Zoo MobileNetV2 int8); default `../shared/weights/mobilenetv2-12-int8.onnx` when present. */
   referenceModel?: string | false;
+  /**
+   * Also measure the reference model's same-weights twins (dequantised fp32 graph in onnxruntime,
+   * imported TF.js model) for the "onnxruntime-node vs TF.js" and "int8 vs fp32" comparisons.
+   * Default: on with `thorough` (and in scripts/performance.ts), off in quick runs, where the step
+   * (TF.js load, import and ~0.5 s batches on WASM) would add ~8-10 s to the < 1 min budget.
+   */
+  twins?: boolean;
   /** Longer windows and full sweeps (perf_analyzer-like rigour); default false: finishes in < 1 min. */
   thorough?: boolean;
   /** Window length in ms; default 200 (thorough 2000). */
@@ -127,6 +135,13 @@ export interface BenchReport {
   modelRuns: ModelBenchResult[];
   sessionOptions: ModelBenchResult[];
   referenceRuns: ModelBenchResult[];
+  /**
+   * The reference model as int8 file and dequantised fp32 graph in onnxruntime-node and as the
+   * imported TF.js model (same weights), measured as one group; absent when not run.
+   */
+  twins?: TwinReport;
+  /** Why {@link twins} is absent (no reference model, or the conversion failed). */
+  twinsUnavailable?: string;
   /** onnxruntime's per-node kernel times for the model (artist-id options, options batch). */
   profile?: OpProfile;
   /** Wall time of every step, s. */
@@ -177,8 +192,6 @@ function defaultReferenceModel(): string | undefined {
     return undefined;
   }
 }
-
-const NOT_AVAILABLE_IMPORTER = 'not available: needs the ONNX→TF.js importer (issue: full training ladder)';
 
 /**
  * Runs the benchmark and returns its report. Steps run one at a time (never two measurements at
@@ -311,8 +324,27 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
         });
       }
     }
-    if (referencePath) {
+    if (referencePath && !(options.twins ?? thorough)) {
+      report.twinsUnavailable = 'not measured in quick runs (adds ~10 s): run `artist-id bench --thorough` or `npx tsx scripts/performance.ts`';
       steps.push({ label: `reference: ${referencePath.split('/').pop()} bare, batch ${optionsBatch}`, run: async () => void report.referenceRuns.push(await measure(() => bareRunner(referencePath, optionsBatch, images, {}, 'onnxruntime defaults'), win)) });
+    } else if (referencePath) {
+      // The twin group's int8 run is the bare reference run (same file, batch and default options).
+      // Quick runs cap it at 3 windows: the TF.js twin (WASM) takes ~0.6 s per batch of 8 here.
+      const twinWin: WindowOptions = thorough ? win : { ...win, maxTrials: 3 };
+      steps.push({
+        label: `reference: ${referencePath.split('/').pop()} int8 vs dequantised fp32 (onnxruntime-node) vs TF.js twin, batch ${optionsBatch}, windows round-robin`,
+        run: async () => {
+          try {
+            report.twins = await measureTwins(referencePath, optionsBatch, images, twinWin);
+            report.referenceRuns.push(report.twins.int8);
+          } catch (err) {
+            report.twinsUnavailable = `not available: ${(err as Error).message.split('\n')[0].slice(0, 300)}`;
+            report.referenceRuns.push(await measure(() => bareRunner(referencePath, optionsBatch, images, {}, 'onnxruntime defaults'), win));
+          }
+        },
+      });
+    } else {
+      report.twinsUnavailable = options.referenceModel === false ? 'not measured: --no-reference-model' : 'not available: the reference model ../shared/weights/mobilenetv2-12-int8.onnx is not present';
     }
   }
 
@@ -452,8 +484,7 @@ function comparisonsOf(report: BenchReport, cores: number): Comparison[] {
     if (v.batch !== base?.batch) continue;
     out.push({ name: `session option ${v.variant}, batch ${v.batch}`, numerator: `${v.variant} images/s`, denominator: 'artist-id options images/s (median of paired windows)', ratio: pairedRatio(v.windowImagesPerSecond, base.windowImagesPerSecond), status: 'measured' });
   }
-  out.push({ name: 'onnxruntime-node vs TF.js (same weights)', numerator: 'onnxruntime-node images/s', denominator: 'TF.js twin images/s', status: 'not available', note: NOT_AVAILABLE_IMPORTER });
-  out.push({ name: 'int8 vs fp32 (de-quantised export of the same model)', numerator: 'int8 images/s', denominator: 'fp32 images/s', status: 'not available', note: `${NOT_AVAILABLE_IMPORTER}; the de-quantised fp32 export comes with it` });
+  out.push(...twinComparisons(report.twins, report.twinsUnavailable ?? (report.modelRuns.length === 0 ? 'not measured: model-only steps skipped' : undefined)));
   const cuda = cudaProviderInstalled();
   out.push({ name: 'execution provider cuda vs cpu', numerator: 'cuda images/s', denominator: 'cpu images/s', status: 'not available', note: cuda ? 'not measured: the CUDA execution provider is installed, but this bench runs the CPU provider only (a cuda runner is not implemented yet)' : 'not available: the CUDA execution provider is not installed on this machine (npm run install:cuda on a CUDA 12 host)' });
   for (const corpus of report.corpora) {
@@ -495,8 +526,16 @@ function notesOf(report: BenchReport): string[] {
   const m = report.machine;
   if (m.busyBefore > 0.1) notes.push(`${(m.busyBefore * 100).toFixed(0)}% of the CPUs were busy in the second before the run: other processes were running.`);
   if (m.otherCpuShare > 0.05) notes.push(`Other processes used ${(m.otherCpuShare * 100).toFixed(0)}% of the machine's CPU capacity during the run, so figures may be low and less stable than on a quiet machine.`);
+  if (report.twins) notes.push(twinNote(report.twins));
   if (report.model.flopsError) notes.push(`FLOPs could not be counted, so no fraction of peak is shown: ${report.model.flopsError}`);
-  const unstable = [...report.modelRuns, ...report.sessionOptions, ...report.referenceRuns, ...report.calibration, ...report.e2e, ...(report.server?.results ?? [])].filter((r) => !r.stable).length;
+  const twins = report.twins ? [report.twins.fp32, report.twins.tfjs] : [];
+  const unstable = [...report.modelRuns, ...report.sessionOptions, ...report.referenceRuns, ...twins, ...report.calibration, ...report.e2e, ...(report.server?.results ?? [])].filter((r) => !r.stable).length;
   if (unstable > 0) notes.push(`${unstable} configuration(s) did not reach three windows within ±${report.settings.stabilityPercentage}% in ${report.settings.maxTrials} trials; they are marked "unstable" and their figures are the last three windows merged.`);
   return notes;
+}
+
+/** How the TF.js twin ran, and whether the two fp32 forms compute the same logits. */
+export function twinNote(t: Pick<TwinReport, 'backend' | 'backendThreads' | 'agreement' | 'batch'>): string {
+  const a = t.agreement;
+  return `onnxruntime-node vs TF.js: TF.js ran on its ${t.backend} backend${t.backendThreads !== undefined ? ` with ${t.backendThreads} thread${t.backendThreads === 1 ? '' : 's'}` : ''} (tfjs-node, i.e. libtensorflow, is used instead when installed); onnxruntime-node with its default session options (intra-op threads = cores). The dequantised fp32 ONNX graph and the imported TF.js model agree on the top-1 class for ${Math.round(a.top1 * a.images)}/${a.images} images of the measured batch (largest logit difference ${a.maxAbsLogitDiff.toExponential(1)}).`;
 }
