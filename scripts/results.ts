@@ -12,10 +12,9 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CARD_METADATA_KEY, parseModelCard } from '../src/model/card.js';
-import { metadataOf, readModelFile } from '../src/onnx/model.js';
+import { readModelCard } from '../src/model/read-card.js';
 import { MODELS_DIR, PACKAGE_ROOT } from '../src/paths.js';
-import { formatAccuracy } from '../training/model-card-md.js';
+import { formatAccuracy } from '../training/metrics.js';
 
 const { values } = parseArgs({ options: { data: { type: 'string', default: resolve(PACKAGE_ROOT, '../shared/paintings') }, seed: { type: 'string', default: '42' }, ship: { type: 'boolean', default: false } } });
 const data = resolve(values.data!);
@@ -56,7 +55,7 @@ for (const e of EXPERIMENTS) {
     // The card records --data as given: a path relative to the repository reads the same on every machine.
     run(['train', '--data', relative(PACKAGE_ROOT, data) || '.', '--out', out, '--seed', values.seed!, '--name', e.id, ...route.args, ...(e.artists.length ? ['--artists', e.artists.join(',')] : [])]);
     run(['evaluate', '--model', out, '--data', relative(PACKAGE_ROOT, data) || '.', '--json', join(out, 'evaluation.json')]);
-    const card = parseModelCard(metadataOf(await readModelFile(join(out, 'model.onnx')))[CARD_METADATA_KEY], out);
+    const card = await readModelCard(join(out, 'model.onnx'));
     const evaluation = JSON.parse(await readFile(join(out, 'evaluation.json'), 'utf8'));
     const t = card.training;
     const cal = card.calibration;

@@ -7,14 +7,13 @@
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CARD_METADATA_KEY, parseModelCard } from '../src/model/card.js';
-import { metadataOf, readModelFile } from '../src/onnx/model.js';
+import { readModelCard } from '../src/model/read-card.js';
 import { MODELS_DIR, PACKAGE_ROOT } from '../src/paths.js';
 import { loadDataset } from '../training/dataset.js';
 
 const { values } = parseArgs({ options: { data: { type: 'string', default: resolve(PACKAGE_ROOT, '../shared/paintings') } } });
 const modelPath = join(MODELS_DIR, 'default', 'model.onnx');
-const card = parseModelCard(metadataOf(await readModelFile(modelPath))[CARD_METADATA_KEY], modelPath);
+const card = await readModelCard(modelPath);
 const ds = await loadDataset(values.data!, { artists: card.classes, seed: card.training.seed, split: card.training.split });
 const manifest = new Map((await readFile(join(values.data!, 'manifest.csv'), 'utf8')).trim().split('\n').slice(1).map((l) => [l.split(',')[0], l]));
 const dir = join(PACKAGE_ROOT, 'samples');

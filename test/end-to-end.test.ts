@@ -13,8 +13,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, symlink } from 'node:fs/pr
 import os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CARD_METADATA_KEY, parseModelCard } from '../src/model/card.js';
-import { metadataOf, readModelFile } from '../src/onnx/model.js';
+import { readModelCard } from '../src/model/read-card.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { loadDataset } from '../training/dataset.js';
 import { PAINTINGS, WEIGHTS } from './fixtures.js';
@@ -44,7 +43,7 @@ test('train -> export -> classify held-out real paintings -> evaluate', async ()
   assert.match(trained.stderr, /export parity: max \|p_onnx - p_tfjs\| = /);
 
   // The model file alone says what it is and how it was made.
-  const card = parseModelCard(metadataOf(await readModelFile(join(out, 'model.onnx')))[CARD_METADATA_KEY], out);
+  const card = await readModelCard(join(out, 'model.onnx'));
   assert.deepEqual(card.classes, ARTISTS);
   assert.deepEqual(card.training.split, SPLIT);
   assert.equal(card.training.seed, SEED);

@@ -15,8 +15,7 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Classifier, resolveModelPath } from '../src/inference/classifier.js';
-import { CARD_METADATA_KEY, parseModelCard } from '../src/model/card.js';
-import { metadataOf, readModelFile } from '../src/onnx/model.js';
+import { readModelCard } from '../src/model/read-card.js';
 import { decodeImage } from '../src/preprocess/decode.js';
 import { parseLddNotFound } from '../src/server/cuda-check.js';
 import { resolveServeOptions, SERVE_DEFAULTS } from '../src/server/options.js';
@@ -27,7 +26,7 @@ import { paintingOf } from './fixtures.js';
 
 const silent = pino({ level: 'silent' });
 /** Width of the shipped model's `features` output, from its card (pooled 1280, style statistics 5920). */
-const FEATURE_DIM = parseModelCard(metadataOf(await readModelFile(resolveModelPath('default')))[CARD_METADATA_KEY], 'default').base.featureDim;
+const FEATURE_DIM = (await readModelCard(resolveModelPath('default'))).base.featureDim;
 const MAX_BATCH = 8;
 const MAX_QUEUE = 8;
 

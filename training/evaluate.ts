@@ -10,7 +10,6 @@ import type { ProviderRequest } from '../src/inference/session.js';
 import { decodeImage } from '../src/preprocess/decode.js';
 import { loadDataset, splitDigest } from './dataset.js';
 import { argmaxRows, classificationReport, formatReport, type ClassificationReport } from './metrics.js';
-import { formatAccuracy } from './model-card-md.js';
 
 export interface EvaluateOptions {
   model: string;
@@ -100,7 +99,7 @@ export function formatEvaluation(result: EvaluationResult): string {
       ? `test split: the test/ folder (Keras layout), ${result.report.images} held-out images`
       : `test split: seed ${result.split.seed}, split ${result.split.sizes.join('/')} per artist, ${result.report.images} held-out images`,
     '',
-    formatReport(result.report).replace(/^accuracy: .*$/m, `accuracy: ${formatAccuracy(result.report.accuracy, result.report.images)}`),
+    formatReport(result.report),
     '',
     `misclassified (${result.misclassified.length}):`,
     ...result.misclassified.map((m) => `  ${m.path}: ${m.artist} -> ${m.predicted} (p=${m.probability.toFixed(3)})`),

@@ -1,30 +1,6 @@
 /** Renders a model card as Markdown (`MODEL_CARD.md` beside `model.onnx`). */
 import type { ModelCard } from '../src/model/card.js';
-
-/**
- * Wilson score interval for a binomial proportion (Wilson 1927), the usual choice for accuracy on
- * small test sets: it stays inside [0,1] and is not degenerate at 0% or 100%.
- *
- * @param successes - correct predictions.
- * @param n - images.
- * @param z - normal quantile; 1.96 for 95%.
- * @returns `[low, high]` as fractions.
- */
-export function wilsonInterval(successes: number, n: number, z = 1.96): [number, number] {
-  if (n === 0) return [0, 1];
-  const p = successes / n;
-  const denom = 1 + (z * z) / n;
-  const centre = (p + (z * z) / (2 * n)) / denom;
-  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom;
-  return [Math.max(0, centre - half), Math.min(1, centre + half)];
-}
-
-/** Accuracy as `93.3% (28/30; 95% CI 78.7–98.2%)`. */
-export function formatAccuracy(accuracy: number, images: number): string {
-  const k = Math.round(accuracy * images);
-  const [lo, hi] = wilsonInterval(k, images);
-  return `${(100 * accuracy).toFixed(1)}% (${k}/${images}; 95% CI ${(100 * lo).toFixed(1)}–${(100 * hi).toFixed(1)}%)`;
-}
+import { formatAccuracy } from './metrics.js';
 
 export function renderModelCard(card: ModelCard): string {
   const t = card.training;

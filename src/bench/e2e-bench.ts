@@ -11,8 +11,7 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { classifyArchive, type ArchiveClassifier } from '../archive/run.js';
 import { expectInteger } from '../errors.js';
-import { CARD_METADATA_KEY, parseModelCard } from '../model/card.js';
-import { decodeModel, metadataOf } from '../onnx/model.js';
+import { cardOfBytes } from '../model/read-card.js';
 import { decodeImage } from '../preprocess/decode.js';
 import { imageBytes, type PreprocessSpec } from '../preprocess/spec.js';
 import type { WindowOptions } from './model-bench.js';
@@ -247,7 +246,7 @@ export async function benchArchive(files: readonly string[], classifier: Archive
  */
 export async function sessionClassifier(modelPath: string, options: ort.InferenceSession.SessionOptions): Promise<ArchiveClassifier & { dispose(): Promise<void> }> {
   const bytes = await readFile(modelPath);
-  const card = parseModelCard(metadataOf(decodeModel(bytes, modelPath))[CARD_METADATA_KEY], modelPath);
+  const card = cardOfBytes(bytes, modelPath);
   const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], ...options });
   const size = imageBytes(card.preprocessing);
   const { width, height } = card.preprocessing;

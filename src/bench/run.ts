@@ -12,8 +12,9 @@ import sharp from 'sharp';
 import { expectInteger, invalidParameterError } from '../errors.js';
 import { Classifier, resolveModelPath } from '../inference/classifier.js';
 import { cudaProviderInstalled } from '../inference/session.js';
-import { CARD_METADATA_KEY, parseModelCard, type ModelCard } from '../model/card.js';
-import { decodeModel, metadataOf } from '../onnx/model.js';
+import type { ModelCard } from '../model/card.js';
+import { cardOfModel } from '../model/read-card.js';
+import { decodeModel } from '../onnx/model.js';
 import { DEFAULT_PREPROCESS } from '../preprocess/spec.js';
 import { PACKAGE_ROOT } from '../paths.js';
 import { DEFAULT_LARGE_JPEG, defaultDataDir, largeJpegs, sampleImages, totalBytes } from './corpus.js';
@@ -228,7 +229,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   const modelProto = decodeModel(modelBytes, modelPath);
   let card: ModelCard | undefined;
   try {
-    card = parseModelCard(metadataOf(modelProto)[CARD_METADATA_KEY], modelPath);
+    card = cardOfModel(modelProto, modelPath);
   } catch {
     card = undefined; // a bare ONNX model: bare sessions only
   }

@@ -6,8 +6,8 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { CARD_METADATA_KEY, parseModelCard, type ModelCard } from '../model/card.js';
-import { decodeModel, metadataOf } from '../onnx/model.js';
+import type { ModelCard } from '../model/card.js';
+import { cardOfBytes } from '../model/read-card.js';
 import { DEFAULT_MODEL_NAME, MODELS_DIR } from '../paths.js';
 import { imageBytes } from '../preprocess/spec.js';
 import { createSession, type ExecutionProvider, type SessionOptions } from './session.js';
@@ -83,7 +83,7 @@ export class Classifier {
   static async load(model?: string, options: SessionOptions = {}): Promise<Classifier> {
     const path = resolveModelPath(model);
     const bytes = await readFile(path);
-    const card = parseModelCard(metadataOf(decodeModel(bytes, path))[CARD_METADATA_KEY], path);
+    const card = cardOfBytes(bytes, path);
     const created = await createSession(bytes, options);
     return new Classifier(card, path, created.session, created.provider, created.fallbackReason, created.createMs);
   }

@@ -2,11 +2,10 @@
  * One served model: its card (classes, preprocessing, tensor names), its session in a worker
  * thread, and the dynamic batcher in front of it.
  */
-import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import type { ExecutionProvider, ProviderRequest } from '../inference/session.js';
-import { CARD_METADATA_KEY, parseModelCard, type ModelCard } from '../model/card.js';
-import { decodeModel, metadataOf } from '../onnx/model.js';
+import type { ModelCard } from '../model/card.js';
+import { readModelCard } from '../model/read-card.js';
 import { decodeImage, ImageDecodeError } from '../preprocess/decode.js';
 import { imageBytes } from '../preprocess/spec.js';
 import { DynamicBatcher, type BatcherOptions, type BatchExecution, type StageTiming } from './batcher.js';
@@ -83,7 +82,7 @@ export class ServedModel {
    * @throws Error when the file is not an artist-id model, fails to load, or CUDA is required and unusable.
    */
   static async load(spec: ModelSpec, session: SessionSettings, batching: BatcherOptions, onWarning?: (message: string) => void): Promise<ServedModel> {
-    const card = parseModelCard(metadataOf(decodeModel(await readFile(spec.path), spec.path))[CARD_METADATA_KEY], spec.path);
+    const card = await readModelCard(spec.path);
     const runner = await ModelRunner.start({ modelPath: spec.path, ...session }, onWarning);
     return new ServedModel(spec.name, spec.path, card, runner, batching);
   }
