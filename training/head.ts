@@ -180,13 +180,18 @@ function gatherRows(x: Float32Array, rows: number[], d: number): Float32Array {
 }
 
 /**
- * Folds a softmax temperature into the output layer: kernel and bias divided by T, so the model's
+ * Folds a softmax temperature into a model's output layer: kernel and bias divided by T, so the model's
  * logits become `logits / T` and its probabilities `softmax(logits / T)` (temperature scaling, Guo et al.
  * 2017). The top-1 prediction is unchanged.
+ *
+ * @param model - a model whose last layer is a Dense softmax layer (every artist-id head and network).
+ * @throws Error when the last layer has no kernel and bias.
  */
-export function applyTemperature(head: TrainedHead, temperature: number): void {
-  const output = head.model.layers[head.model.layers.length - 1];
-  const scaled = output.getWeights().map((w) => tf.tidy(() => tf.div(w, temperature)));
+export function applyTemperature(model: tf.LayersModel, temperature: number): void {
+  const output = model.layers[model.layers.length - 1];
+  const weights = output.getWeights();
+  if (weights.length !== 2) throw new Error(`Expected the last layer (${output.name}) to be Dense with kernel and bias but it has ${weights.length} weights`);
+  const scaled = weights.map((w) => tf.tidy(() => tf.div(w, temperature)));
   output.setWeights(scaled);
   tf.dispose(scaled);
 }

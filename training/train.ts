@@ -4,8 +4,8 @@
  * data -> seeded split -> bottleneck features (onnxruntime, cached) -> TF.js head (best epoch on
  * validation) -> ONNX splice -> parity check -> `<out>/model.onnx` + `MODEL_CARD.md` + `history.json`.
  */
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { buildFeatureModel } from '../export/base.js';
 import { headToOnnx } from '../export/head-to-onnx.js';
 import { MOBILENETV2_STYLE_LAYERS, buildStyleFeatureModel, styleFeatureDim } from '../export/style.js';
@@ -20,9 +20,7 @@ import { initTrainingBackend } from './backend.js';
 import { loadDataset, splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
 import { DEFAULT_HEAD, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
-import { expectedCalibrationError, fitTemperature } from './calibration.js';
-import { renderModelCard } from './model-card-md.js';
-import { argmaxRows, classificationReport } from './metrics.js';
+import { accuracyOf, calibrateOnValidation, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 
 /**
  * Head settings per feature route, chosen on validation accuracy (docs/RESULTS.md): the 5,920-d style
@@ -118,18 +116,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   });
   // Temperature scaling on validation, folded into the output layer before anything is measured or exported.
   const c = dataset.classes.length;
-  const logProbs = (set: FeatureSet) => predictHead(head, set.x).map((p) => Math.log(Math.max(p, 1e-12)));
-  const eceOf = (set: FeatureSet) => expectedCalibrationError(predictHead(head, set.x), set.y, c).ece;
-  const valEceBefore = eceOf(valSet);
-  const testEceBefore = testSet ? eceOf(testSet) : undefined;
-  // With no validation error, NLL keeps falling as T -> 0: the data carry no evidence for a temperature.
-  const valErrors = classificationReport(valSet.y, argmaxRows(predictHead(head, valSet.x), c), dataset.classes).accuracy < 1;
-  const temperature = valErrors ? fitTemperature(logProbs(valSet), valSet.y, c) : 1;
-  if (!valErrors) log('temperature scaling skipped: every validation image is classified correctly, so T is not identifiable (T = 1)');
-  applyTemperature(head, temperature);
-  const calibration = { temperature, validationEceBefore: valEceBefore, validationEceAfter: eceOf(valSet), ...(testSet ? { testEceBefore, testEceAfter: eceOf(testSet) } : {}) };
-  log(`temperature scaling: T = ${temperature.toFixed(3)}; validation ECE ${calibration.validationEceBefore.toFixed(3)} -> ${calibration.validationEceAfter.toFixed(3)}${testSet ? `; test ECE ${calibration.testEceBefore!.toFixed(3)} -> ${calibration.testEceAfter!.toFixed(3)}` : ''}`);
-  const accuracyOn = (set: FeatureSet) => classificationReport(set.y, argmaxRows(predictHead(head, set.x), dataset.classes.length), dataset.classes).accuracy;
+  const predictionsOf = (set: FeatureSet): SplitPredictions => ({ probabilities: predictHead(head, set.x), labels: set.y });
+  const { calibration, identifiable } = calibrateOnValidation(predictionsOf(valSet), testSet && predictionsOf(testSet), c);
+  if (!identifiable) log('temperature scaling skipped: every validation image is classified correctly, so T is not identifiable (T = 1)');
+  applyTemperature(head.model, calibration.temperature);
+  log(formatCalibration(calibration));
+  const accuracyOn = (set: FeatureSet) => accuracyOf(predictionsOf(set), c);
   const best = head.history[head.bestEpoch - 1];
   const metrics: ModelCard['metrics'] = {
     train: { images: trainSet.y.length, accuracy: accuracyOn(trainSet) },
@@ -178,26 +170,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   card.parity = { images: parity.images, maxAbsDiff: parity.maxAbsDiff, tolerance: parity.tolerance };
   card.training.seconds = Math.round((performance.now() - started) / 100) / 10;
   const modelBytes = encodeModel(spliceHead(featureModel, headGraph, card));
-  await mkdir(out, { recursive: true });
-  const modelPath = join(out, 'model.onnx');
-  await writeFile(modelPath, modelBytes);
-  await writeFile(join(out, 'history.json'), `${JSON.stringify(head.history, null, 1)}\n`);
-  await writeFile(join(out, 'MODEL_CARD.md'), renderModelCard(card));
+  const modelPath = await writeModelFolder(out, modelBytes, card, head.history);
   head.model.dispose();
   log(`wrote ${modelPath} (${(modelBytes.length / 1e6).toFixed(1)} MB) in ${card.training.seconds} s`);
   return { modelPath, card, parity };
-}
-
-function pct(v: number): string {
-  return `${(100 * v).toFixed(1)}%`;
-}
-
-/** Fails before any work when `out` is a file, or already holds a model and `overwrite` is false. */
-async function checkOutputFolder(out: string, overwrite: boolean): Promise<void> {
-  const info = await stat(out).catch(() => undefined);
-  if (!info) return;
-  if (!info.isDirectory()) throw new Error(`Expected a folder for --out but received ${JSON.stringify(out)}, which is a file`);
-  if (!overwrite && (await stat(join(out, 'model.onnx')).catch(() => undefined))) {
-    throw new Error(`--out ${JSON.stringify(out)} already holds a model.onnx; choose another folder or pass --overwrite to replace it`);
-  }
 }

@@ -46,8 +46,8 @@ export const modelCardSchema = z.object({
   base: z.object({
     name: z.string(),
     sha256: z.string(),
-    /** `pooled`: global-average-pooled final feature map; `style`: mean/std/Gram statistics of several maps. */
-    features: z.enum(['pooled', 'style']).default('pooled'),
+    /** `pooled`: global-average-pooled final feature map; `style`: mean/std/Gram statistics of several maps; `learned`: the penultimate layer of a network trained from scratch (no pretrained base: name `none`). */
+    features: z.enum(['pooled', 'style', 'learned']).default('pooled'),
     featureDim: z.number().int().positive(),
   }),
   training: z.object({
