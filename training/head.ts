@@ -2,11 +2,22 @@
  * The dense classifier trained on frozen bottleneck features (the slides' "frozen conv base + new
  * dense classifier"): standardise -> Dense(hidden, relu, L2) -> Dropout -> Dense(C, softmax, L2).
  * `hidden: 0` gives multinomial logistic regression.
+ *
+ * With `batchNorm`, the hidden block is Dense(hidden, linear, no bias, L2) -> BatchNormalization ->
+ * ReLU -> Dropout: the normalisation sits between the affine map and the non-linearity, as Ioffe &
+ * Szegedy 2015 ("Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate
+ * Shift", ICML, sec. 3.2) place it ("we add the BN transform immediately before the nonlinearity, by
+ * normalizing x = Wu + b"), and the Dense bias is dropped because BN's mean subtraction cancels it
+ * (same section; BN's beta takes its role). Keras defaults: momentum 0.99, epsilon 1e-3.
+ *
+ * The learning rate follows `lrSchedule` (training/schedules.ts), set on the Adam optimizer before
+ * each epoch and recorded per epoch in the history.
  */
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import type { Standardizer } from '../export/head-to-onnx.js';
 import { seededShuffle } from './dataset.js';
+import { LR_SCHEDULES, createLrSchedule, type LrScheduleName } from './schedules.js';
 
 /** Hyperparameters of the head and its training. */
 export interface HeadConfig {
@@ -16,8 +27,23 @@ export interface HeadConfig {
   dropout: number;
   /** L2 penalty on Dense kernels (Keras `regularizers.l2`). */
   l2: number;
-  /** Adam learning rate. */
+  /** Adam learning rate (epoch 1; later epochs follow `lrSchedule`). */
   learningRate: number;
+  /**
+   * BatchNormalization between the hidden Dense and its ReLU (Ioffe & Szegedy 2015); needs `hidden > 0`.
+   * Exported folded into the hidden Dense (inference mode, moving statistics).
+   */
+  batchNorm: boolean;
+  /** Learning-rate schedule over epochs: `constant`, `step`, `cosine` (SGDR without restarts, to `lrMin`), `plateau` (Keras ReduceLROnPlateau on validation loss). */
+  lrSchedule: LrScheduleName;
+  /** step: multiply the rate by `lrFactor` every this many epochs. */
+  lrStepEpochs: number;
+  /** step and plateau: the multiplier (Keras ReduceLROnPlateau `factor`). */
+  lrFactor: number;
+  /** plateau: epochs without a validation-loss improvement > 1e-4 before the rate is multiplied by `lrFactor` (Keras `patience`). */
+  lrPatience: number;
+  /** cosine: rate reached after the last epoch; plateau: Keras `min_lr`. */
+  lrMin: number;
   /** Maximum epochs. */
   epochs: number;
   /** Stop after this many epochs without a better validation score. */
@@ -32,6 +58,12 @@ export const DEFAULT_HEAD: HeadConfig = {
   dropout: 0.5,
   l2: 1e-3,
   learningRate: 1e-3,
+  batchNorm: false,
+  lrSchedule: 'constant',
+  lrStepEpochs: 20,
+  lrFactor: 0.5,
+  lrPatience: 5,
+  lrMin: 0,
   epochs: 80,
   patience: 20,
   batchSize: 32,
@@ -51,6 +83,8 @@ export interface EpochLog {
   accuracy: number;
   valLoss: number;
   valAccuracy: number;
+  /** Adam learning rate used for every update of this epoch (the schedule's value). */
+  learningRate: number;
 }
 
 /** A trained head: the TF.js model, its standardiser, and the training history. */
@@ -84,12 +118,66 @@ function standardize(x: Float32Array, s: Standardizer): Float32Array {
   return out;
 }
 
+/**
+ * Checks a head configuration.
+ *
+ * @throws Error naming the parameter, what was expected and what was received.
+ */
+export function validateHeadConfig(config: HeadConfig): void {
+  const fail = (name: string, expected: string, value: unknown) => {
+    throw new Error(`Expected ${expected} for ${name} but received ${JSON.stringify(value)}`);
+  };
+  if (!(Number.isInteger(config.hidden) && config.hidden >= 0)) fail('hidden', 'an integer >= 0', config.hidden);
+  if (!(config.dropout >= 0 && config.dropout < 1)) fail('dropout', 'a rate in [0,1)', config.dropout);
+  if (!(Number.isInteger(config.epochs) && config.epochs >= 1)) fail('epochs', 'an integer >= 1', config.epochs);
+  if (!(Number.isInteger(config.batchSize) && config.batchSize >= 1)) fail('batchSize', 'an integer >= 1', config.batchSize);
+  if (typeof config.batchNorm !== 'boolean') fail('batchNorm', 'true or false', config.batchNorm);
+  if (config.batchNorm && config.hidden === 0) {
+    throw new Error('Expected hidden > 0 with batchNorm (BatchNormalization goes between the hidden Dense and its ReLU) but received hidden 0; pass --hidden N or drop --batch-norm');
+  }
+  if (!LR_SCHEDULES.includes(config.lrSchedule)) fail('lrSchedule', `one of ${LR_SCHEDULES.join(', ')}`, config.lrSchedule);
+}
+
+/** The schedule parameters of a head configuration. */
+function scheduleOf(config: HeadConfig) {
+  return createLrSchedule({
+    learningRate: config.learningRate,
+    schedule: config.lrSchedule,
+    stepEpochs: config.lrStepEpochs,
+    factor: config.lrFactor,
+    patience: config.lrPatience,
+    minLearningRate: config.lrMin,
+    epochs: config.epochs,
+  });
+}
+
+/**
+ * Sets the learning rate of a compiled model's optimizer for the following updates. TF.js optimizers
+ * (Adam, SGD, RMSProp, ...) read their `learningRate` field at every `applyGradients`; it is not part
+ * of the public typings, hence the check.
+ *
+ * @throws Error when the model has no optimizer with a numeric learning rate.
+ */
+export function setLearningRate(model: tf.LayersModel, learningRate: number): void {
+  const optimizer = model.optimizer as unknown as { learningRate?: unknown } | undefined;
+  if (!optimizer || typeof optimizer.learningRate !== 'number') {
+    throw new Error(`Expected a compiled model whose optimizer has a numeric learningRate but received ${optimizer ? `an optimizer with learningRate ${String(optimizer.learningRate)}` : 'a model without optimizer'}`);
+  }
+  optimizer.learningRate = learningRate;
+}
+
 /** Builds the (untrained) TF.js head. */
 export function buildHead(featureDim: number, classes: number, config: HeadConfig): tf.Sequential {
+  validateHeadConfig(config);
   const model = tf.sequential();
   const init = (k: number) => tf.initializers.glorotUniform({ seed: config.seed + k });
   const reg = config.l2 > 0 ? tf.regularizers.l2({ l2: config.l2 }) : undefined;
-  if (config.hidden > 0) {
+  if (config.hidden > 0 && config.batchNorm) {
+    model.add(tf.layers.dense({ inputShape: [featureDim], units: config.hidden, activation: 'linear', useBias: false, kernelInitializer: init(1), kernelRegularizer: reg, name: 'hidden' }));
+    model.add(tf.layers.batchNormalization({ name: 'hidden_bn' }));
+    model.add(tf.layers.activation({ activation: 'relu', name: 'hidden_relu' }));
+    if (config.dropout > 0) model.add(tf.layers.dropout({ rate: config.dropout, seed: config.seed + 2, name: 'dropout' }));
+  } else if (config.hidden > 0) {
     model.add(tf.layers.dense({ inputShape: [featureDim], units: config.hidden, activation: 'relu', kernelInitializer: init(1), kernelRegularizer: reg, name: 'hidden' }));
     if (config.dropout > 0) model.add(tf.layers.dropout({ rate: config.dropout, seed: config.seed + 2, name: 'dropout' }));
   } else if (config.dropout > 0) {
@@ -102,7 +190,9 @@ export function buildHead(featureDim: number, classes: number, config: HeadConfi
 
 /**
  * Trains the head with seeded mini-batches, evaluates on validation after every epoch, keeps the
- * best epoch's weights, and stops early after `patience` epochs without improvement.
+ * best epoch's weights (including BatchNormalization's moving statistics), and stops early after
+ * `patience` epochs without improvement. Before each epoch the optimizer's learning rate is set from
+ * `config.lrSchedule`; `plateau` is fed each epoch's validation loss.
  *
  * @param train - training features `[N,D]` and labels.
  * @param validation - validation features and labels (chooses the epoch; never the test split).
@@ -124,8 +214,11 @@ export async function trainHead(
   let best: { epoch: number; acc: number; loss: number; weights: tf.Tensor[] } | undefined;
   const rng = seedrandom(`head:${config.seed}`);
   const order = train.y.map((_, i) => i);
+  const schedule = scheduleOf(config);
 
   for (let epoch = 1; epoch <= config.epochs; epoch++) {
+    const learningRate = schedule.rateFor(epoch);
+    setLearningRate(model, learningRate);
     const perm = seededShuffle(order, `${rng()}`);
     let lossSum = 0;
     let accSum = 0;
@@ -143,8 +236,9 @@ export async function trainHead(
       t.dispose();
       return v;
     });
-    const log = { epoch, loss: lossSum / perm.length, accuracy: accSum / perm.length, valLoss, valAccuracy };
+    const log = { epoch, loss: lossSum / perm.length, accuracy: accSum / perm.length, valLoss, valAccuracy, learningRate };
     history.push(log);
+    schedule.observe(valLoss);
     onEpoch?.(log);
     if (!best || valAccuracy > best.acc || (valAccuracy === best.acc && valLoss < best.loss)) {
       best?.weights.forEach((w) => w.dispose());
