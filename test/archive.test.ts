@@ -537,6 +537,38 @@ describe('inputs, exit status and interrupts', () => {
     assert.equal(rest.interrupted, false);
     assert.deepEqual(readJsonl(await readFile(out, 'utf8')).map((r) => r.path), walkOrder);
   });
+
+  it('open-set card: rows say unknown below the threshold (error rows null), the summary counts them; missing verdicts fail the batch', async () => {
+    // Score = the red share of the pixels; threshold 0.34: redder-than-grey images are "known".
+    const openSetCard: ModelCard = { ...CARD, openSet: { score: 'msp', threshold: 0.34, targetAcceptRate: 0.95, validationAcceptRate: 0.95, validationImages: 30 } };
+    const withVerdicts: ArchiveClassifier = {
+      card: openSetCard,
+      provider: 'cpu',
+      async run(images: Uint8Array[]): Promise<BatchResult> {
+        const probabilities = images.map(channelMeans);
+        return { probabilities, inferenceMs: 1, openSet: probabilities.map((p) => ({ score: p[0], unknown: !(p[0] >= 0.34) })) };
+      },
+    };
+    const out = path.join(tmp, 'open-set.jsonl');
+    const summary = await classifyArchive({ inputs: inputs(), classifier: withVerdicts, out, progress: false });
+    const rows = readJsonl(await readFile(out, 'utf8')) as (ArchiveRow & { unknown: boolean | null; open_set_score: number | null })[];
+    const ok = rows.filter((r) => r.error === null);
+    assert.ok(ok.length > 0 && rows.length > ok.length, 'the archive has good and bad files');
+    for (const r of ok) {
+      assert.equal(r.open_set_score, Math.round(channelMeans(await decodeImage(await readFile(r.path), DEFAULT_PREPROCESS))[0] * 1e6) / 1e6);
+      assert.equal(r.unknown, (r.open_set_score as number) < 0.34);
+    }
+    for (const r of rows.filter((x) => x.error !== null)) assert.deepEqual([r.unknown, r.open_set_score], [null, null]);
+    assert.equal(summary.unknown, ok.filter((r) => r.unknown).length);
+    assert.match(formatSummary(summary), new RegExp(`unknown: +${summary.unknown} \\(open-set score below`));
+    assert.equal(fakeClassifier().card.openSet, undefined);
+
+    const noVerdicts: ArchiveClassifier = { ...fakeClassifier(), card: openSetCard };
+    const failed = path.join(tmp, 'open-set-missing.jsonl');
+    await classifyArchive({ inputs: [explicitFile], classifier: noVerdicts, out: failed, progress: false });
+    const [row] = readJsonl(await readFile(failed, 'utf8'));
+    assert.match(String(row.error), /Expected 1 open-set verdicts from the model \(its card has openSet\) but received none/);
+  });
 });
 
 describe('artist-id classify (CLI)', () => {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import seedrandom from 'seedrandom';
-import { expectedCalibrationError, fitTemperature, nll, softmaxRows } from '../training/calibration.js';
+import { expectedCalibrationError, fitTemperature, nll, reliabilityDiagramSpec, softmaxRows } from '../training/calibration.js';
 
 test('softmax rows sum to one and temperature flattens them', () => {
   const p1 = softmaxRows([2, 0, -1, 0, 0, 0], 3);
@@ -51,4 +51,37 @@ test('temperature scaling recovers the temperature that generated the labels', (
   const before = expectedCalibrationError(softmaxRows(logits, c), labels, c).ece;
   const after = expectedCalibrationError(softmaxRows(logits, c, t), labels, c).ece;
   assert.ok(after < before / 2, `ECE ${before} -> ${after}`);
+});
+
+test('ECE of an over-confident toy set equals the hand-computed value', () => {
+  // 10 answers at confidence 0.9 of which 6 are right: |0.6 - 0.9| = 0.3.
+  const probs: number[] = [];
+  const labels: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    probs.push(0.9, 0.1);
+    labels.push(i < 6 ? 0 : 1);
+  }
+  assert.ok(Math.abs(expectedCalibrationError(probs, labels, 2).ece - 0.3) < 1e-9);
+  // 4 at 0.95 with 2 right (gap 0.45, bin 14) and 6 at 0.55 with 3 right (gap 0.05, bin 8):
+  // ECE = 0.4 * 0.45 + 0.6 * 0.05 = 0.21.
+  const mixed = [...Array(4).fill([0.95, 0.05]), ...Array(6).fill([0.55, 0.45])].flat();
+  const y = [0, 0, 1, 1, 0, 0, 0, 1, 1, 1];
+  const { ece, bins } = expectedCalibrationError(mixed, y, 2, 15);
+  assert.ok(Math.abs(ece - 0.21) < 1e-9, `ece ${ece}`);
+  assert.deepEqual(bins.flatMap((b, i) => (b.count ? [[i, b.count, b.accuracy]] : [])), [[8, 6, 0.5], [14, 4, 0.5]]);
+  assert.ok(Math.abs(bins[14].confidence - 0.95) < 1e-9 && Math.abs(bins[8].confidence - 0.55) < 1e-9);
+});
+
+test('reliability diagram spec: one point per non-empty bin, series in the order given, renders to SVG', async () => {
+  const calibrated = expectedCalibrationError([0.8, 0.2, 0.8, 0.2, 0.8, 0.2, 0.8, 0.2, 0.8, 0.2], [0, 0, 0, 0, 1], 2);
+  const over = expectedCalibrationError([0.95, 0.05, 0.95, 0.05], [0, 1], 2);
+  const spec = reliabilityDiagramSpec([{ name: 'after', ...calibrated }, { name: 'before', ...over }], 't', 's') as { layer: { data: { values: { series: string; confidence: number; accuracy: number; images: number }[] } }[] };
+  const points = spec.layer[2].data.values;
+  assert.deepEqual(points.map((p) => [p.series, p.confidence, p.accuracy, p.images]), [['after (ECE 0.000)', 0.8, 0.8, 5], ['before (ECE 0.450)', 0.95, 0.5, 2]]);
+  const vega = await import('vega');
+  const vl = await import('vega-lite');
+  const view = new vega.View(vega.parse(vl.compile(spec as never).spec), { renderer: 'none' });
+  const svg = await view.toSVG();
+  view.finalize();
+  assert.match(svg, /^<svg[\s\S]*before \(ECE 0\.450\)[\s\S]*<\/svg>$/);
 });

@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { startServer, type RunningServer } from '../src/server/server.js';
 import { paintingOf } from './fixtures.js';
+import { ACCEPT_ALL, REJECT_ALL, writeOpenSetModel } from './open-set-fixtures.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -22,8 +23,11 @@ let profile: string;
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: the web page test needs Debian's Chromium. Install it with: apt-get update && apt-get install -y chromium`);
-  server = await startServer({ port: 0, provider: 'cpu' }, pino({ level: 'silent' }));
   profile = await mkdtemp(join(os.tmpdir(), 'artist-id-chromium-'));
+  // The shipped model, and two open-set variants of it (card openSet, in-graph score) in the profile folder.
+  const reject = await writeOpenSetModel(profile, 'reject', 'mahalanobis', REJECT_ALL);
+  const accept = await writeOpenSetModel(profile, 'accept', 'mahalanobis', ACCEPT_ALL);
+  server = await startServer({ port: 0, provider: 'cpu', models: ['default', `reject=${reject}`, `accept=${accept}`] }, pino({ level: 'silent' }));
   // A fresh --user-data-dir: playwright takes it as the persistent context's directory.
   browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
 });
@@ -57,9 +61,35 @@ it('upload a real painting on the web page and see the predicted artist', async 
   assert.equal(await page.locator('#preview').isVisible(), true);
   assert.deepEqual(errors, [], 'no JavaScript errors on the page');
 
+  assert.equal(await page.locator('#status').getAttribute('data-unknown'), 'false', 'no open-set verdict is claimed for a model without one');
+
   // A file that is not a painting: the page shows the server's error, and recovers.
   await page.setInputFiles('#file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a painting') });
   await page.locator('#status.error').waitFor();
   assert.match(await page.locator('#status').innerText(), /Expected Content-Type/);
+  await page.close();
+});
+
+it('open-set models: the page says "unknown artist" below the threshold and keeps the closest artists', async () => {
+  const painting = paintingOf('claude-monet', 1);
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+  await page.goto(server.url);
+  await page.locator('#model option').nth(2).waitFor({ state: 'attached' });
+
+  await page.selectOption('#model', 'reject');
+  await page.setInputFiles('#file', painting);
+  await page.locator('#status.unknown').waitFor();
+  assert.equal(await page.locator('#status').getAttribute('data-unknown'), 'true');
+  assert.match(await page.locator('#status').innerText(), /^Unknown artist: probably none of the 11 artists this model knows \(open-set score -?[\d.e+-]+ below the threshold 1\.000e\+30\)\. Closest: claude monet \(\d+\.\d%\)$/);
+  assert.equal(await page.locator('#results li').count(), 5, 'the top 5 artists are still listed');
+
+  await page.selectOption('#model', 'accept');
+  await page.setInputFiles('#file', painting);
+  await page.locator('#status[data-unknown="false"]').waitFor();
+  assert.match(await page.locator('#status').innerText(), /^Most likely claude monet \(\d+\.\d%\)$/);
+  assert.equal(await page.locator('#status.unknown').count(), 0);
+  assert.deepEqual(errors, [], 'no JavaScript errors on the page');
   await page.close();
 });

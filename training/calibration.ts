@@ -99,3 +99,64 @@ export function expectedCalibrationError(probabilities: ArrayLike<number>, label
   }
   return { ece, bins: out };
 }
+
+/** One curve of a reliability diagram: a name (e.g. "before: T = 1") and its bins. */
+export interface ReliabilitySeries {
+  name: string;
+  /** ECE of these bins, shown in the legend. */
+  ece: number;
+  bins: ReliabilityBin[];
+}
+
+/**
+ * A reliability diagram (Guo et al. 2017, fig. 1; DeGroot & Fienberg 1983) as a Vega-Lite spec: for each
+ * series, the accuracy of each non-empty confidence bin plotted at the bin's mean confidence (point size =
+ * images in the bin), joined by a line, over the diagonal of perfect calibration. Render it with vega
+ * (`vega.View#toSVG`, headless, no native canvas), as scripts/reliability.ts does.
+ *
+ * @param title - chart title; `subtitle` - e.g. the model and split.
+ * @returns the spec (Vega-Lite v6 top-level object).
+ */
+export function reliabilityDiagramSpec(series: ReliabilitySeries[], title: string, subtitle: string): object {
+  const values = series.flatMap((s) =>
+    s.bins
+      .filter((b) => b.count > 0)
+      .map((b) => ({ series: `${s.name} (ECE ${s.ece.toFixed(3)})`, confidence: round4(b.confidence), accuracy: round4(b.accuracy), images: b.count, bin: `[${b.lower.toFixed(3)}, ${b.upper.toFixed(3)})` })),
+  );
+  const axis = (title: string) => ({ type: 'quantitative', title, scale: { domain: [0, 1] } });
+  // Legend in the order given (not alphabetical), with the ECE in full.
+  const colour = { field: 'series', type: 'nominal', scale: { domain: series.map((s) => `${s.name} (ECE ${s.ece.toFixed(3)})`) } };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: title, subtitle },
+    width: 420,
+    height: 420,
+    layer: [
+      {
+        data: { values: [{ confidence: 0, accuracy: 0 }, { confidence: 1, accuracy: 1 }] },
+        mark: { type: 'line', color: '#999', strokeDash: [4, 4] },
+        encoding: { x: { field: 'confidence', ...axis('mean top-1 probability in the bin (confidence)') }, y: { field: 'accuracy', ...axis('fraction correct in the bin (accuracy)') } },
+      },
+      {
+        data: { values },
+        mark: { type: 'line', point: false, opacity: 0.7 },
+        encoding: { x: { field: 'confidence', type: 'quantitative' }, y: { field: 'accuracy', type: 'quantitative' }, color: { ...colour, title: null, legend: { orient: 'bottom', direction: 'vertical', labelLimit: 500 } } },
+      },
+      {
+        data: { values },
+        mark: { type: 'circle', opacity: 0.85 },
+        encoding: {
+          x: { field: 'confidence', type: 'quantitative' },
+          y: { field: 'accuracy', type: 'quantitative' },
+          color: { ...colour, legend: null },
+          size: { field: 'images', type: 'quantitative', title: 'images in bin', legend: { orient: 'right' } },
+          tooltip: [{ field: 'series' }, { field: 'bin' }, { field: 'images' }, { field: 'confidence' }, { field: 'accuracy' }],
+        },
+      },
+    ],
+  };
+}
+
+function round4(x: number): number {
+  return Math.round(x * 1e4) / 1e4;
+}

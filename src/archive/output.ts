@@ -14,14 +14,25 @@ import type { ArtistProbability } from '../inference/classifier.js';
 /**
  * One output row. On success `error` is null; on failure `artist` and `probability` are null and
  * `top_k` is empty. Probabilities are in [0, 1].
+ *
+ * Rows of a model whose card has `openSet` also carry `unknown` and `open_set_score` (null on error
+ * rows); rows of other models do not have these keys at all.
  */
 export interface ArchiveRow {
   /** The file as walked (relative when the input was relative). */
   path: string;
+  /** The most probable of the trained artists (also when `unknown` is true). */
   artist: string | null;
   probability: number | null;
   /** Most probable artists, most probable first. */
   top_k: ArtistProbability[];
+  /**
+   * Open-set models only: true when the open-set score is below the card's threshold, i.e. the
+   * painting is probably by none of the trained artists; `artist` and `top_k` are then the closest ones.
+   */
+  unknown?: boolean | null;
+  /** Open-set models only: the card's open-set score (higher = more like the trained artists). */
+  open_set_score?: number | null;
   /** Why the file has no prediction (decode, read or inference failure), else null. */
   error: string | null;
   /**
@@ -39,6 +50,12 @@ export type OutputFormat = 'jsonl' | 'csv';
  * by position keep working.
  */
 export const CSV_HEADER = 'path,artist,probability,top_k,error,model';
+
+/**
+ * First line of CSV outputs of models with an open-set threshold (`card.openSet`): {@link CSV_HEADER}
+ * and then `unknown` (`true`/`false`, empty on error rows) and `open_set_score`.
+ */
+export const CSV_HEADER_OPEN_SET = `${CSV_HEADER},unknown,open_set_score`;
 
 /** Header of CSV files written before rows named their model: recognised only to refuse them. */
 const CSV_HEADER_WITHOUT_MODEL = 'path,artist,probability,top_k,error';
@@ -68,7 +85,8 @@ export function outputFormat(outPath?: string): OutputFormat {
 }
 
 /**
- * One JSONL line, keys in the order `path, artist, probability, top_k, error, model`.
+ * One JSONL line, keys in the order `path, artist, probability, top_k, [unknown, open_set_score,]
+ * error, model` (the bracketed keys only on rows of open-set models, see {@link ArchiveRow}).
  *
  * @returns the line including its trailing `\n`.
  * @example
@@ -76,12 +94,19 @@ export function outputFormat(outPath?: string): OutputFormat {
  */
 export function formatJsonlRow(row: ArchiveRow): string {
   const { path, artist, probability, top_k, error, model } = row;
-  return `${JSON.stringify({ path, artist, probability, top_k: top_k.map(({ artist, probability }) => ({ artist, probability })), error, model })}\n`;
+  const openSet = hasOpenSet(row) ? { unknown: row.unknown ?? null, open_set_score: row.open_set_score ?? null } : {};
+  return `${JSON.stringify({ path, artist, probability, top_k: top_k.map(({ artist, probability }) => ({ artist, probability })), ...openSet, error, model })}\n`;
+}
+
+/** Whether a row belongs to an open-set model (has the `unknown` key, even when null). */
+function hasOpenSet(row: ArchiveRow): boolean {
+  return row.unknown !== undefined;
 }
 
 /**
  * One CSV record: `path,artist,probability,top_k,error,model` with `top_k` as
- * `artist:prob;artist:prob` and nulls as empty fields.
+ * `artist:prob;artist:prob` and nulls as empty fields; rows of open-set models add
+ * `unknown,open_set_score` (see {@link CSV_HEADER_OPEN_SET}).
  *
  * @returns the record including its trailing `\n`.
  * @example
@@ -90,6 +115,7 @@ export function formatJsonlRow(row: ArchiveRow): string {
 export function formatCsvRow(row: ArchiveRow): string {
   const topK = row.top_k.map((t) => `${t.artist}:${t.probability}`).join(';');
   const fields = [row.path, row.artist ?? '', row.probability === null ? '' : String(row.probability), topK, row.error ?? '', row.model];
+  if (hasOpenSet(row)) fields.push(row.unknown == null ? '' : String(row.unknown), row.open_set_score == null ? '' : String(row.open_set_score));
   return `${fields.map(csvField).join(',')}\n`;
 }
 
@@ -167,6 +193,11 @@ export interface ResumeExpectation {
   model: string;
   /** Entries in `top_k` of a row without error (the requested `--top-k`, at most the classes). */
   topK: number;
+  /**
+   * Whether this run's model has an open-set threshold (rows with `unknown`, CSV header
+   * {@link CSV_HEADER_OPEN_SET}); default false.
+   */
+  openSet?: boolean;
 }
 
 /**
@@ -204,12 +235,13 @@ export async function readCompleted(outPath: string, expected?: ResumeExpectatio
   let goodEnd = 0; // byte offset just past the last complete, valid record
   let damage: string | undefined; // first invalid complete record, if any
   let index = 0;
+  const csv: CsvState = { columns: 6 };
   for await (const record of readRecords(outPath, format === 'csv')) {
     if (damage) {
       throw new Error(`Cannot resume from ${outPath}: ${damage} is damaged but more rows follow it; fix or remove that record, or ${START_FRESH}`);
     }
     if (!record.terminated) break; // half-written by a killed run: always dropped
-    const problem = checkRecord(record.text, index++, format, outPath, done, expected);
+    const problem = checkRecord(record.text, index++, format, outPath, done, expected, csv);
     if (problem) damage = `record ${index} (${problem})`;
     else goodEnd = record.end;
   }
@@ -222,6 +254,11 @@ export async function readCompleted(outPath: string, expected?: ResumeExpectatio
   return done;
 }
 
+/** What the CSV header said: how many fields each record has (6, or 8 with the open-set columns). */
+interface CsvState {
+  columns: number;
+}
+
 /**
  * Validates one complete record and records its path in `done`.
  *
@@ -229,7 +266,7 @@ export async function readCompleted(outPath: string, expected?: ResumeExpectatio
  * @throws Error when a CSV file's first record is not the header (not our file: do not touch), or
  *   a valid row disagrees with `expected` (see {@link checkProvenance}).
  */
-function checkRecord(text: string, index: number, format: OutputFormat, outPath: string, done: Set<string>, expected?: ResumeExpectation): string | undefined {
+function checkRecord(text: string, index: number, format: OutputFormat, outPath: string, done: Set<string>, expected: ResumeExpectation | undefined, csv: CsvState): string | undefined {
   if (format === 'jsonl') {
     if (text.trim() === '') return undefined;
     let row: unknown;
@@ -249,7 +286,12 @@ function checkRecord(text: string, index: number, format: OutputFormat, outPath:
     if (line === CSV_HEADER_WITHOUT_MODEL) {
       throw new Error(`Expected the CSV header "${CSV_HEADER}" in ${outPath} to resume it but it has no model column: the file was written before rows named their model, so whether it was written by this run's model cannot be checked; ${START_FRESH}`);
     }
-    if (line !== CSV_HEADER) throw new Error(`Expected ${outPath} to start with the CSV header "${CSV_HEADER}" to resume it, but it starts with ${JSON.stringify(line.slice(0, 80))}`);
+    if (line !== CSV_HEADER && line !== CSV_HEADER_OPEN_SET) throw new Error(`Expected ${outPath} to start with the CSV header "${CSV_HEADER}" (or "${CSV_HEADER_OPEN_SET}") to resume it, but it starts with ${JSON.stringify(line.slice(0, 80))}`);
+    csv.columns = line === CSV_HEADER ? 6 : 8;
+    const wanted = expected?.openSet ? CSV_HEADER_OPEN_SET : CSV_HEADER;
+    if (expected && line !== wanted) {
+      throw new Error(`Expected the CSV header "${wanted}" in ${outPath} to resume it (this run's model ${expected.openSet ? 'has' : 'has no'} open-set columns) but it is "${line}"; ${START_FRESH}`);
+    }
     return undefined;
   }
   let fields: string[];
@@ -258,7 +300,7 @@ function checkRecord(text: string, index: number, format: OutputFormat, outPath:
   } catch (err) {
     return (err as Error).message;
   }
-  if (fields.length !== 6) return `${fields.length} fields instead of 6`;
+  if (fields.length !== csv.columns) return `${fields.length} fields instead of ${csv.columns}`;
   // A record index counts the header; people count data rows.
   if (expected) checkProvenance({ model: fields[5], topK: fields[4] === '' ? (fields[3] === '' ? 0 : fields[3].split(';').length) : undefined }, index, expected, outPath);
   done.add(fields[0]);
@@ -342,11 +384,14 @@ export interface RowWriterOptions {
   append?: boolean;
   /** Stream used when `outPath` is undefined; default `process.stdout` (never ended). */
   stdout?: Writable;
+  /** The rows carry the open-set columns: a new CSV file starts with {@link CSV_HEADER_OPEN_SET}. */
+  openSet?: boolean;
 }
 
 /**
  * Opens the output: a file whose extension picks the format, or stdout (JSONL) when `outPath` is
- * undefined. A new or replaced CSV file starts with {@link CSV_HEADER}; an appended one gets the
+ * undefined. A new or replaced CSV file starts with {@link CSV_HEADER} (or {@link CSV_HEADER_OPEN_SET}
+ * with `openSet`); an appended one gets the
  * header only if it is empty. Parent folders are created.
  *
  * @throws Error for an unknown extension or when the file cannot be opened.
@@ -363,7 +408,7 @@ export async function openRowWriter(outPath: string | undefined, options: RowWri
   const stream = createWriteStream(outPath, { flags: options.append ? 'a' : 'w' });
   await once(stream, 'open'); // surfaces EACCES/EISDIR here rather than at the first row
   const writer = new StreamRowWriter(stream, true, format, outPath);
-  if (format === 'csv' && existing === 0) await writer.writeText(`${CSV_HEADER}\n`);
+  if (format === 'csv' && existing === 0) await writer.writeText(`${options.openSet ? CSV_HEADER_OPEN_SET : CSV_HEADER}\n`);
   return writer;
 }
 

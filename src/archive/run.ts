@@ -10,7 +10,7 @@ import os from 'node:os';
 import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { expectInteger, invalidParameterError } from '../errors.js';
-import { topK as topKOf, type Classifier } from '../inference/classifier.js';
+import { topK as topKOf, type Classifier, type OpenSetResult } from '../inference/classifier.js';
 import { decodeImage, IMAGE_EXTENSIONS } from '../preprocess/decode.js';
 import type { PreprocessSpec } from '../preprocess/spec.js';
 import { checkOutputTarget, openRowWriter, outputFormat, readCompleted, type ArchiveRow } from './output.js';
@@ -63,6 +63,11 @@ export interface ArchiveSummary {
   succeeded: number;
   /** Rows with an error: unreadable or undecodable files, failed batches. */
   failed: number;
+  /**
+   * Open-set models only (card `openSet`): rows classified but reported `unknown` (probably none of the
+   * trained artists); counted among `succeeded`.
+   */
+  unknown?: number;
   /** Non-image files found in folders and left out. */
   skippedNonImages: number;
   /** A few of those, for the summary. */
@@ -144,14 +149,15 @@ export async function classifyArchive(options: ArchiveOptions): Promise<ArchiveS
   await checkOutputTarget(out, options);
   const model = options.modelId ?? (await defaultModelId(classifier));
   // The same clamp as `topK`: a 2-class model lists 2 artists whatever `topK` asks for.
-  const expected = { model, topK: Math.max(1, Math.min(settings.topK, classifier.card.classes.length)) };
+  const openSet = classifier.card.openSet !== undefined;
+  const expected = { model, topK: Math.max(1, Math.min(settings.topK, classifier.card.classes.length)), openSet };
   const written = options.resume ? await readCompleted(out as string, expected) : new Set<string>();
   // Absolute, so that resuming with the inputs typed another way still finds the rows.
   const completed = new Set(Array.from(written, (p) => resolve(p)));
-  const writer = await openRowWriter(out, { append: options.resume === true });
+  const writer = await openRowWriter(out, { append: options.resume === true, openSet });
 
   const walkStats = createWalkStats();
-  const counts = { attempted: 0, succeeded: 0, failed: 0, skippedResumed: 0, batches: 0 };
+  const counts = { attempted: 0, succeeded: 0, failed: 0, skippedResumed: 0, batches: 0, unknown: 0 };
   const bar = settings.progress ? startProgress() : undefined;
   const emit = async (rows: ArchiveRow[]): Promise<void> => {
     await writer.writeRows(rows);
@@ -159,6 +165,7 @@ export async function classifyArchive(options: ArchiveOptions): Promise<ArchiveS
       counts.attempted++;
       if (row.error === null) counts.succeeded++;
       else counts.failed++;
+      if (row.unknown === true) counts.unknown++;
       options.onRow?.(row);
     }
     updateProgress(bar, counts, walkStats.skipped, started);
@@ -207,8 +214,10 @@ export async function classifyArchive(options: ArchiveOptions): Promise<ArchiveS
   }
 
   const seconds = (performance.now() - started) / 1000;
+  const { unknown, ...rest } = counts;
   const summary: Omit<ArchiveSummary, 'exitCode'> = {
-    ...counts,
+    ...rest,
+    ...(openSet ? { unknown } : {}),
     skippedDuplicates: walkStats.duplicates,
     skippedNonImages: walkStats.skipped,
     skippedExamples: walkStats.skippedExamples,
@@ -392,21 +401,29 @@ async function* batchesOf<T>(items: AsyncIterable<T>, size: number): AsyncGenera
  */
 async function classifyBatch(batch: Decoded[], classifier: ArchiveClassifier, k: number, model: string): Promise<ArchiveRow[]> {
   const images = batch.flatMap((d) => (d.pixels ? [d.pixels] : []));
+  const withOpenSet = classifier.card.openSet !== undefined;
   let probabilities: ArrayLike<number>[] = [];
+  let verdicts: OpenSetResult[] | undefined;
   let batchError: string | undefined;
   if (images.length > 0) {
     try {
-      probabilities = (await classifier.run(images)).probabilities;
+      const result = await classifier.run(images);
+      probabilities = result.probabilities;
       checkShape(probabilities, images.length, classifier.card.classes.length);
+      verdicts = result.openSet;
+      if (withOpenSet && (!Array.isArray(verdicts) || verdicts.length !== images.length)) {
+        throw new Error(`Expected ${images.length} open-set verdicts from the model (its card has openSet) but received ${Array.isArray(verdicts) ? verdicts.length : 'none'}`);
+      }
     } catch (err) {
       batchError = `Inference failed for a batch of ${images.length} images: ${(err as Error)?.message ?? String(err)}`;
     }
   }
   let next = 0;
   return batch.map((d) => {
-    if (!d.pixels) return errorRow(d.path, d.error, model);
-    const probs = probabilities[next++];
-    return batchError !== undefined ? errorRow(d.path, batchError, model) : predictionRow(d.path, probs, classifier.card.classes, k, model);
+    if (!d.pixels) return errorRow(d.path, d.error, model, withOpenSet);
+    const i = next++;
+    if (batchError !== undefined) return errorRow(d.path, batchError, model, withOpenSet);
+    return predictionRow(d.path, probabilities[i], classifier.card.classes, k, model, withOpenSet ? verdicts![i] : undefined);
   });
 }
 
@@ -417,14 +434,17 @@ function checkShape(probabilities: ArrayLike<number>[], images: number, classes:
   }
 }
 
-function predictionRow(path: string, probabilities: ArrayLike<number>, classes: readonly string[], k: number, model: string): ArchiveRow {
+/** A row with a prediction; `verdict` (open-set models only) adds `unknown` and `open_set_score`. */
+function predictionRow(path: string, probabilities: ArrayLike<number>, classes: readonly string[], k: number, model: string, verdict?: OpenSetResult): ArchiveRow {
   // 6 decimals: float32 carries ~7 significant digits, the rest is noise that bloats the output.
   const top = topKOf(probabilities, classes, k).map((t) => ({ artist: t.artist, probability: round6(t.probability) }));
-  return { path, artist: top[0].artist, probability: top[0].probability, top_k: top, error: null, model };
+  const openSet = verdict ? { unknown: verdict.unknown, open_set_score: round6(verdict.score) } : {};
+  return { path, artist: top[0].artist, probability: top[0].probability, top_k: top, ...openSet, error: null, model };
 }
 
-function errorRow(path: string, error: string, model: string): ArchiveRow {
-  return { path, artist: null, probability: null, top_k: [], error, model };
+/** A row without prediction; rows of open-set models keep the open-set keys, as null. */
+function errorRow(path: string, error: string, model: string, withOpenSet = false): ArchiveRow {
+  return { path, artist: null, probability: null, top_k: [], ...(withOpenSet ? { unknown: null, open_set_score: null } : {}), error, model };
 }
 
 function round6(x: number): number {
@@ -493,6 +513,7 @@ export function formatSummary(summary: ArchiveSummary): string {
     `  attempted:             ${summary.attempted}`,
     `  ok:                    ${summary.succeeded}`,
     `  failed:                ${summary.failed}${summary.failed > 0 ? ' (see the error column)' : ''}`,
+    ...(summary.unknown !== undefined ? [`  unknown:               ${summary.unknown} (open-set score below the model's threshold: probably none of its artists; counted as ok)`] : []),
     `  skipped, not images:   ${summary.skippedNonImages}${examples}`,
     `  skipped, resumed:      ${summary.skippedResumed}`,
   );

@@ -18,10 +18,25 @@ export interface ArtistProbability {
   probability: number;
 }
 
+/**
+ * Open-set verdict of one image, for models whose card has `openSet` (see {@link openSetVerdicts}).
+ */
+export interface OpenSetResult {
+  /** The card's open-set score (`card.openSet.score`); higher means more like the trained artists. */
+  score: number;
+  /**
+   * True when `score` is below `card.openSet.threshold` (or not a number): the painting is probably by
+   * none of the trained artists. The top-k artists are still reported.
+   */
+  unknown: boolean;
+}
+
 /** Output of one batch. */
 export interface BatchResult {
   /** `[N][C]` softmax probabilities, rows in input order, columns in `card.classes` order. */
   probabilities: Float32Array[];
+  /** `[N]` open-set verdicts in input order; present exactly when the card has `openSet`. */
+  openSet?: OpenSetResult[];
   /** Wall time of `session.run` in ms. */
   inferenceMs: number;
 }
@@ -109,13 +124,17 @@ export class Classifier {
     });
     const input = new ort.Tensor('uint8', batch, [images.length, height, width, 3]);
     const start = performance.now();
-    const out = await this.session.run({ [this.card.input]: input }, [this.card.outputs.probabilities]);
+    const extra = openSetOutputNames(this.card);
+    const out = await this.session.run({ [this.card.input]: input }, [this.card.outputs.probabilities, ...extra]);
     const inferenceMs = performance.now() - start;
     const probs = out[this.card.outputs.probabilities].data as Float32Array;
     const c = this.card.classes.length;
     const probabilities = images.map((_, i) => probs.slice(i * c, (i + 1) * c));
+    const tensors: Record<string, Float32Array> = { [this.card.outputs.probabilities]: probs };
+    for (const name of extra) tensors[name] = out[name].data as Float32Array;
     input.dispose?.();
-    return { probabilities, inferenceMs };
+    const openSet = openSetVerdicts(this.card, images.length, tensors);
+    return { probabilities, inferenceMs, ...(openSet ? { openSet } : {}) };
   }
 
   /** Releases the native session. */
@@ -134,4 +153,58 @@ export function topK(probabilities: ArrayLike<number>, classes: readonly string[
   return Array.from(probabilities, (probability, i) => ({ artist: classes[i], probability }))
     .sort((a, b) => b.probability - a.probability)
     .slice(0, Math.max(1, Math.min(k, classes.length)));
+}
+
+/**
+ * Graph outputs, besides `probabilities`, that a card's open-set score is computed from: none for
+ * `msp`, `logits` for `energy`, `openSet.output` for the scores computed in the graph; none without
+ * `openSet`.
+ */
+export function openSetOutputNames(card: Pick<ModelCard, 'openSet' | 'outputs'>): string[] {
+  const openSet = card.openSet;
+  if (!openSet || openSet.score === 'msp') return [];
+  if (openSet.score === 'energy') return [card.outputs.logits];
+  return [openSet.output!];
+}
+
+/**
+ * Open-set verdicts of a batch from its output tensors (the one place the score is derived from model
+ * outputs, so the CLI, the API and the web page agree).
+ *
+ * Scores (see `OPEN_SET_SCORES` in model/card.ts): `msp` = max over the row of `probabilities`;
+ * `energy` = logsumexp over the row of `logits`; graph scores = element i of `openSet.output`
+ * (`[N]` or `[N,1]`). `unknown` = `!(score >= threshold)`, so a NaN score is unknown.
+ *
+ * @param n - images in the batch.
+ * @param tensors - output data by graph name, row-major: `probabilities` `[N,C]` and the outputs
+ *   {@link openSetOutputNames} lists.
+ * @returns `[N]` verdicts, or undefined when the card has no `openSet`.
+ * @throws Error naming the output when a needed tensor is missing or has the wrong length.
+ */
+export function openSetVerdicts(card: Pick<ModelCard, 'openSet' | 'outputs' | 'classes'>, n: number, tensors: Record<string, ArrayLike<number>>): OpenSetResult[] | undefined {
+  const openSet = card.openSet;
+  if (!openSet) return undefined;
+  const c = card.classes.length;
+  const name = openSet.score === 'msp' ? card.outputs.probabilities : openSet.score === 'energy' ? card.outputs.logits : openSet.output!;
+  const data = tensors[name];
+  const width = openSet.score === 'msp' || openSet.score === 'energy' ? c : 1;
+  if (!data || data.length !== n * width) {
+    throw new Error(`Expected output ${JSON.stringify(name)} with ${n * width} values ([${n},${width}] float32) for the open-set score ${openSet.score} but received ${data ? data.length : 'no such output'}`);
+  }
+  return Array.from({ length: n }, (_, i) => {
+    let score: number;
+    if (openSet.score === 'msp') {
+      score = -Infinity;
+      for (let j = 0; j < c; j++) score = Math.max(score, data[i * c + j]);
+    } else if (openSet.score === 'energy') {
+      let max = -Infinity;
+      for (let j = 0; j < c; j++) max = Math.max(max, data[i * c + j]);
+      let sum = 0;
+      for (let j = 0; j < c; j++) sum += Math.exp(data[i * c + j] - max);
+      score = max + Math.log(sum);
+    } else {
+      score = data[i];
+    }
+    return { score, unknown: !(score >= openSet.threshold) };
+  });
 }

@@ -27,6 +27,48 @@ const splitMetricsSchema = z.object({
   loss: z.number().optional(),
 });
 
+/**
+ * Open-set scores, each "higher = more like the trained artists":
+ * - `msp`: maximum softmax probability, the largest of `probabilities` (Hendrycks & Gimpel 2017);
+ * - `energy`: logsumexp of `logits`, the negative free energy (Liu et al. 2020); with temperature scaling
+ *   folded into the output layer these are the calibrated logits;
+ * - `mahalanobis`: minus the smallest squared Mahalanobis distance of the features to a class mean under
+ *   a shared (tied) covariance (Lee et al. 2018), computed in the graph (`openSet.output`);
+ * - `relative-mahalanobis`: the same minus the distance to the all-class Gaussian (Ren et al. 2021), in the graph;
+ * - `knn`: cosine similarity to the k-th nearest training painting (Sun et al. 2022), in the graph.
+ */
+export const OPEN_SET_SCORES = ['msp', 'energy', 'mahalanobis', 'relative-mahalanobis', 'knn'] as const;
+/** Scores read from their own graph output rather than from `probabilities`/`logits`. */
+export const GRAPH_OPEN_SET_SCORES: readonly OpenSetScoreName[] = ['mahalanobis', 'relative-mahalanobis', 'knn'];
+export type OpenSetScoreName = (typeof OPEN_SET_SCORES)[number];
+
+const openSetSchema = z
+  .object({
+    score: z.enum(OPEN_SET_SCORES),
+    /** Graph output `[N] float32` holding the score; required for the scores computed in the graph. */
+    output: z.string().optional(),
+    /** Score below which an image is `unknown` (same units as the score). */
+    threshold: z.number(),
+    /**
+     * The rule that chose `threshold`: the largest score value that still accepts (score >= threshold)
+     * at least this fraction of the known-artist validation paintings, e.g. 0.95.
+     */
+    targetAcceptRate: z.number().gt(0).lte(1),
+    /** Fraction of validation paintings accepted at `threshold` (>= `targetAcceptRate`), and their count. */
+    validationAcceptRate: z.number().min(0).max(1),
+    validationImages: z.number().int().positive(),
+    /** Fraction of held-out test paintings (all by trained artists) accepted; 1 minus it is the false-unknown rate. */
+    testAcceptRate: z.number().min(0).max(1).optional(),
+    /** AUROC known vs unknown artists by leave-one-artist-out, where measured (docs/OPEN_SET.md). */
+    auroc: z.object({ method: z.string(), validation: z.number(), test: z.number().optional() }).optional(),
+    /** Score-specific settings (e.g. principal components, shrinkage, k), for the record. */
+    parameters: z.record(z.string(), z.union([z.number(), z.string(), z.boolean()])).optional(),
+  })
+  .refine((o) => !GRAPH_OPEN_SET_SCORES.includes(o.score) || o.output !== undefined, {
+    message: 'openSet.output (the graph output holding the score) is required for scores computed in the graph',
+    path: ['output'],
+  });
+
 export const modelCardSchema = z.object({
   format: z.literal('artist-id/1'),
   name: z.string(),
@@ -82,6 +124,12 @@ export const modelCardSchema = z.object({
       testEceAfter: z.number().optional(),
     })
     .optional(),
+  /**
+   * Open set ("none of the trained artists"): a score per image, higher meaning more like the trained
+   * artists, and the threshold below which an answer is reported `unknown` (the top-k artists are still
+   * given). Absent: every answer is one of the trained artists. See {@link OPEN_SET_SCORES}.
+   */
+  openSet: openSetSchema.optional(),
   parity: z.object({ images: z.number().int(), maxAbsDiff: z.number(), tolerance: z.number() }),
   createdAt: z.string(),
 });

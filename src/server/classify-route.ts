@@ -9,6 +9,7 @@ import { topK } from '../inference/classifier.js';
 import { readBody, readMultipart } from './body.js';
 import { findModel, inferenceRequest, type ServerContext } from './context.js';
 import { HttpError } from './http-error.js';
+import { openSetParameters } from './kserve.js';
 import type { LabeledImage } from './served-model.js';
 
 /** Content types taken as one image body; the format itself is detected from the content. */
@@ -17,13 +18,20 @@ export const IMAGE_CONTENT_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'im
 /** Most files in one multipart request. */
 export const MAX_FILES = 64;
 
-/** One image's answer: `artist` is the most probable, `top_k` the k most probable (6 decimals). */
+/**
+ * One image's answer: `artist` is the most probable of the trained artists, `top_k` the k most probable
+ * (6 decimals). Models whose card has `openSet` add `unknown` and `open_set_score`.
+ */
 export interface ClassifyPrediction {
   /** File name for multipart uploads, else null. */
   file: string | null;
   artist: string;
   probability: number;
   top_k: { artist: string; probability: number }[];
+  /** Open-set models: true when `open_set_score` is below the model's threshold (probably none of its artists). */
+  unknown?: boolean;
+  /** Open-set models: the open-set score (higher = more like the trained artists). */
+  open_set_score?: number;
 }
 
 export function classifyRouter(ctx: ServerContext): Router {
@@ -38,6 +46,7 @@ export function classifyRouter(ctx: ServerContext): Router {
         classes: m.card.classes,
         execution_provider: m.provider,
         classify_url: `/v1/models/${m.name}:classify`,
+        open_set: m.card.openSet ? openSetParameters(m.card.openSet) : null,
       })),
     });
   });
@@ -64,7 +73,8 @@ export function classifyRouter(ctx: ServerContext): Router {
       (result) => {
         const predictions: ClassifyPrediction[] = result.outputs.map((o, i) => {
           const top = topK(o.probabilities, model.card.classes, k).map((t) => ({ artist: t.artist, probability: round6(t.probability) }));
-          return { file: files[i], artist: top[0].artist, probability: top[0].probability, top_k: top };
+          const openSet = o.openSet ? { unknown: o.openSet.unknown, open_set_score: round6(o.openSet.score) } : {};
+          return { file: files[i], artist: top[0].artist, probability: top[0].probability, top_k: top, ...openSet };
         });
         res.json({ model: model.name, model_version: model.version, execution_provider: model.provider, predictions });
       },

@@ -22,6 +22,11 @@
  * - `image_bytes`: `BYTES [N]` (or `[N,1]`), encoded images (JPEG, PNG, WebP, TIFF, ...), decoded
  *   with the card's preprocessing, as OpenVINO Model Server does for BYTES inputs. In JSON, each
  *   element is a base64 string (or `{"b64": "..."}`), since raw bytes are not valid JSON strings.
+ *
+ * Outputs: the graph's `probabilities`, `logits` `FP32 [N,C]` and `features` `FP32 [N,D]`; for a model
+ * whose card has `openSet`, also {@link OPEN_SET_SCORE_OUTPUT} `FP32 [N]` (the open-set score, higher =
+ * more like the trained artists) and {@link UNKNOWN_OUTPUT} `BOOL [N]` (score below the card's
+ * threshold). Without `outputs` in the request, all of them are returned.
  */
 import os from 'node:os';
 import { z } from 'zod';
@@ -34,6 +39,14 @@ import { OUTPUT_ROLES, type ImageOutputs, type LabeledImage, type OutputRole } f
 /** Name of the BYTES input that carries encoded images. */
 export const BYTES_INPUT = 'image_bytes';
 
+/** Output `FP32 [N]` of open-set models: the card's open-set score per image. */
+export const OPEN_SET_SCORE_OUTPUT = 'open_set_score';
+/** Output `BOOL [N]` of open-set models: true when the score is below the card's threshold. */
+export const UNKNOWN_OUTPUT = 'unknown';
+/** The outputs derived from the open-set verdict, by name (not graph outputs). */
+export const OPEN_SET_OUTPUTS = [OPEN_SET_SCORE_OUTPUT, UNKNOWN_OUTPUT] as const;
+type OpenSetOutput = (typeof OPEN_SET_OUTPUTS)[number];
+
 /** What a request asks for, after validation. */
 export interface ParsedInferRequest {
   id?: string;
@@ -45,7 +58,8 @@ export interface ParsedInferRequest {
 
 export interface RequestedOutput {
   name: string;
-  role: OutputRole;
+  /** A graph output, or an open-set output (open-set models only). */
+  role: OutputRole | OpenSetOutput;
   binary: boolean;
   /** Top-k classification instead of the raw tensor. */
   classification?: number;
@@ -118,11 +132,32 @@ export function parseInferRequest(body: Buffer, headerLength: string | undefined
 export function encodeInferResponse(model: { name: string; version: string; card: ModelCard }, request: ParsedInferRequest, outputs: ImageOutputs[]): EncodedResponse {
   const blobs: Buffer[] = [];
   const tensors = request.outputs.map((o) => {
-    const rows = outputs.map((image) => image[o.role]);
     let datatype: string;
     let shape: number[];
     let json: unknown[];
     let blob: () => Buffer;
+    if (o.role === OPEN_SET_SCORE_OUTPUT || o.role === UNKNOWN_OUTPUT) {
+      const verdicts = outputs.map((image, i) => {
+        if (!image.openSet) throw new Error(`Internal error: no open-set verdict for image ${i} of model ${model.name}`);
+        return image.openSet;
+      });
+      shape = [verdicts.length];
+      if (o.role === OPEN_SET_SCORE_OUTPUT) {
+        datatype = 'FP32';
+        json = verdicts.map((v) => v.score);
+        blob = () => float32LE([Float32Array.from(verdicts, (v) => v.score)]);
+      } else {
+        // BOOL: one byte per element in the binary extension.
+        datatype = 'BOOL';
+        json = verdicts.map((v) => v.unknown);
+        blob = () => Buffer.from(verdicts.map((v) => (v.unknown ? 1 : 0)));
+      }
+      if (!o.binary) return { name: o.name, datatype, shape, data: json };
+      const b = blob();
+      blobs.push(b);
+      return { name: o.name, datatype, shape, parameters: { binary_data_size: b.length } };
+    }
+    const rows = outputs.map((image) => image[o.role as OutputRole]);
     if (o.classification !== undefined) {
       const k = Math.min(o.classification, rows[0]?.length ?? 0);
       const labels = rows.map((row) => topK(row, model.card.classes, k).map((t) => `${t.probability}:${model.card.classes.indexOf(t.artist)}:${t.artist}`));
@@ -208,8 +243,9 @@ function parseEncoded(input: InputJson, binary: Buffer | undefined): ParsedInfer
 function parseOutputs(request: InferRequestJson, card: ModelCard): RequestedOutput[] {
   const defaultBinary = request.parameters?.binary_data_output ?? false;
   if (typeof defaultBinary !== 'boolean') throw bad(invalidParameterError('parameters.binary_data_output', 'a boolean', defaultBinary).message);
-  const byName = new Map<string, OutputRole>(OUTPUT_ROLES.map((role) => [card.outputs[role], role]));
-  if (!request.outputs) return OUTPUT_ROLES.map((role) => ({ name: card.outputs[role], role, binary: defaultBinary }));
+  const byName = new Map<string, RequestedOutput['role']>(OUTPUT_ROLES.map((role) => [card.outputs[role], role]));
+  if (card.openSet) for (const name of OPEN_SET_OUTPUTS) byName.set(name, name);
+  if (!request.outputs) return [...byName].map(([name, role]) => ({ name, role, binary: defaultBinary }));
   return request.outputs.map((o, i) => {
     const role = byName.get(o.name);
     if (!role) throw bad(`Expected an output name among ${[...byName.keys()].join(', ')} for outputs[${i}].name but received ${JSON.stringify(o.name)}`);
@@ -218,7 +254,7 @@ function parseOutputs(request: InferRequestJson, card: ModelCard): RequestedOutp
     const k = o.parameters?.classification;
     if (k !== undefined) {
       if (typeof k !== 'number' || !Number.isInteger(k) || k < 1) throw bad(invalidParameterError(`outputs[${i}].parameters.classification`, 'a positive integer (top-k)', k).message);
-      if (role === 'features') throw bad(`Expected classification on ${card.outputs.probabilities} or ${card.outputs.logits} but received it on ${o.name}, which has no classes`);
+      if (role !== 'probabilities' && role !== 'logits') throw bad(`Expected classification on ${card.outputs.probabilities} or ${card.outputs.logits} but received it on ${o.name}, which has no classes`);
     }
     return { name: o.name, role, binary, ...(k !== undefined ? { classification: k as number } : {}) };
   });

@@ -15,7 +15,7 @@ import { Router, type Request } from 'express';
 import { PACKAGE_ROOT } from '../paths.js';
 import { readBody } from './body.js';
 import { findModel, inferenceRequest, type ServerContext } from './context.js';
-import { BYTES_INPUT, encodeInferResponse, parseInferRequest, type ParsedInferRequest } from './kserve-codec.js';
+import { BYTES_INPUT, OPEN_SET_SCORE_OUTPUT, UNKNOWN_OUTPUT, encodeInferResponse, parseInferRequest, type ParsedInferRequest } from './kserve-codec.js';
 import type { ServedModel } from './served-model.js';
 
 /** Request header of the binary tensor extension: length of the JSON part of the body. */
@@ -106,6 +106,12 @@ export function modelMetadata(m: ServedModel, ctx: ServerContext): object {
       { name: card.outputs.probabilities, datatype: 'FP32', shape: [-1, classes] },
       { name: card.outputs.logits, datatype: 'FP32', shape: [-1, classes] },
       { name: card.outputs.features, datatype: 'FP32', shape: [-1, card.base.featureDim] },
+      ...(card.openSet
+        ? [
+            { name: OPEN_SET_SCORE_OUTPUT, datatype: 'FP32', shape: [-1] },
+            { name: UNKNOWN_OUTPUT, datatype: 'BOOL', shape: [-1] },
+          ]
+        : []),
     ],
     parameters: {
       execution_provider: m.provider,
@@ -115,7 +121,24 @@ export function modelMetadata(m: ServedModel, ctx: ServerContext): object {
       preprocessing: card.preprocessing,
       model_card_name: card.name,
       max_batch_size: ctx.options.maxBatchSize,
+      ...(card.openSet ? { open_set: openSetParameters(card.openSet) } : {}),
     },
+  };
+}
+
+/**
+ * What a client needs to read the open-set outputs: the score's name, the threshold and the rule that
+ * chose it, and the measured acceptance and AUROC where the card has them.
+ */
+export function openSetParameters(openSet: NonNullable<ServedModel['card']['openSet']>): object {
+  return {
+    score: openSet.score,
+    threshold: openSet.threshold,
+    unknown_when: 'open_set_score < threshold',
+    target_accept_rate: openSet.targetAcceptRate,
+    validation_accept_rate: openSet.validationAcceptRate,
+    ...(openSet.testAcceptRate !== undefined ? { test_accept_rate: openSet.testAcceptRate } : {}),
+    ...(openSet.auroc ? { auroc: openSet.auroc } : {}),
   };
 }
 
@@ -136,6 +159,12 @@ export function modelConfig(m: ServedModel, ctx: ServerContext): object {
       { name: card.outputs.probabilities, data_type: 'TYPE_FP32', dims: [card.classes.length] },
       { name: card.outputs.logits, data_type: 'TYPE_FP32', dims: [card.classes.length] },
       { name: card.outputs.features, data_type: 'TYPE_FP32', dims: [card.base.featureDim] },
+      ...(card.openSet
+        ? [
+            { name: OPEN_SET_SCORE_OUTPUT, data_type: 'TYPE_FP32', dims: [1] },
+            { name: UNKNOWN_OUTPUT, data_type: 'TYPE_BOOL', dims: [1] },
+          ]
+        : []),
     ],
     dynamic_batching: {
       max_queue_delay_microseconds: o.maxQueueDelayMs * 1000,

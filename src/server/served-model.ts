@@ -3,6 +3,7 @@
  * thread, and the dynamic batcher in front of it.
  */
 import os from 'node:os';
+import { openSetVerdicts, type OpenSetResult } from '../inference/classifier.js';
 import type { ExecutionProvider, ProviderRequest } from '../inference/session.js';
 import type { ModelCard } from '../model/card.js';
 import { readModelCard } from '../model/read-card.js';
@@ -13,7 +14,6 @@ import { createLimiter } from './limiter.js';
 import { ModelRunner } from './model-runner.js';
 import type { ModelSpec } from './options.js';
 
-/** The three graph outputs of an artist-id model, by role (graph names are in `card.outputs`). */
 /**
  * Largest image (width x height) the server decodes: 268 megapixels, sharp's own default. Lower than
  * the archive CLI's 1 gigapixel because an upload of a few KB of PNG can declare a gigapixel image and
@@ -21,11 +21,15 @@ import type { ModelSpec } from './options.js';
  */
 export const SERVER_LIMIT_INPUT_PIXELS = 268_402_689;
 
+/** The three graph outputs of an artist-id model, by role (graph names are in `card.outputs`). */
 export const OUTPUT_ROLES = ['probabilities', 'logits', 'features'] as const;
 export type OutputRole = (typeof OUTPUT_ROLES)[number];
 
-/** Outputs for one image: `probabilities` and `logits` `[C]`, `features` `[D]`, float32. */
-export type ImageOutputs = Record<OutputRole, Float32Array>;
+/**
+ * Outputs for one image: `probabilities` and `logits` `[C]`, `features` `[D]`, float32; and, for a
+ * model whose card has `openSet`, its open-set verdict (score and `unknown`).
+ */
+export type ImageOutputs = Record<OutputRole, Float32Array> & { openSet?: OpenSetResult };
 
 /** Encoded image bytes and how to name them in an error (`file "a.jpg"`, `image_bytes[2]`). */
 export interface LabeledImage {
@@ -169,8 +173,10 @@ export class ServedModel {
     const batch = new Uint8Array(images.length * size);
     images.forEach((img, i) => batch.set(img, i * size));
     const names = OUTPUT_ROLES.map((role) => this.card.outputs[role]);
+    // A score computed in the graph (Mahalanobis, kNN) is one more graph output.
+    const scoreOutput = this.card.openSet?.output;
     const t1 = performance.now();
-    const { outputs } = await this.runner.run(this.card.input, names, batch, [images.length, height, width, 3]);
+    const { outputs } = await this.runner.run(this.card.input, scoreOutput && !names.includes(scoreOutput) ? [...names, scoreOutput] : names, batch, [images.length, height, width, 3]);
     const t2 = performance.now();
     const perImage = images.map(() => ({}) as ImageOutputs);
     OUTPUT_ROLES.forEach((role, r) => {
@@ -178,6 +184,8 @@ export class ServedModel {
       const width = data.length / images.length;
       perImage.forEach((o, i) => (o[role] = data.slice(i * width, (i + 1) * width)));
     });
+    const verdicts = openSetVerdicts(this.card, images.length, Object.fromEntries(Object.entries(outputs).map(([name, t]) => [name, t.data])));
+    verdicts?.forEach((v, i) => (perImage[i].openSet = v));
     const timing: StageTiming = { inputMs: t1 - t0, inferMs: t2 - t1, outputMs: performance.now() - t2 };
     return { outputs: perImage, timing };
   }
