@@ -1,14 +1,25 @@
 /**
- * Regenerates docs/RESULTS.md: trains and evaluates the three reference experiments with the CLI,
- * exactly as a user would, and (with --ship) installs the 11-artist model as models/default.
+ * Regenerates docs/RESULTS.md: every training rung on the three reference experiments, each row trained
+ * with `artist-id train` and measured with `artist-id evaluate` exactly as a user would.
  *
- *   npx tsx scripts/results.ts [--data ../shared/paintings] [--seed 42] [--ship]
+ *   npx tsx scripts/results.ts [--rungs baseline,finetune] [--experiments all-11] [--data ../shared/paintings]
+ *     [--seed 42] [--render-only] [--ship]
+ *
+ * Rows are independent: each one's result is cached as docs/results/<experiment>-<rung>.json (its model stays
+ * in .cache/experiments/<experiment>-<rung>/), and docs/RESULTS.md is rendered from every cached row, so slow
+ * rungs can run separately (in the background) and the document is complete once all rows have been run.
+ * `--render-only` trains nothing. `--ship` installs, as models/default, the all-11 model with the best
+ * VALIDATION accuracy among the cached rows (test accuracy never chooses).
+ *
+ * The ensemble row combines the same experiment's features, features-pooled and finetune models (same seed
+ * and split; members must share preprocessing, so the baseline, at its own input size, is not one); run it
+ * after those rows.
  *
  * Base weights come from $ARTIST_ID_WEIGHTS_DIR, else ../shared/weights when present.
  */
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,91 +27,260 @@ import { readModelCard } from '../src/model/read-card.js';
 import { MODELS_DIR, PACKAGE_ROOT } from '../src/paths.js';
 import { formatAccuracy } from '../training/metrics.js';
 
-const { values } = parseArgs({ options: { data: { type: 'string', default: resolve(PACKAGE_ROOT, '../shared/paintings') }, seed: { type: 'string', default: '42' }, ship: { type: 'boolean', default: false } } });
+/** The three experiments of the original study. */
+const EXPERIMENTS = [
+  { id: 'monet-vs-van-gogh', title: 'Claude Monet vs Vincent van Gogh', artists: ['claude-monet', 'vincent-van-gogh'] },
+  { id: 'monet-vs-sisley', title: 'Claude Monet vs Alfred Sisley', artists: ['claude-monet', 'alfred-sisley'] },
+  { id: 'all-11', title: 'all 11 artists', artists: [] as string[] },
+] as const;
+type ExperimentId = (typeof EXPERIMENTS)[number]['id'];
+
+/**
+ * The baseline's epoch budget per experiment, to stay near 20 minutes of training on this machine
+ * (WASM): ~0.11 CPU-s per 64x64 training image, so ~1 CPU-minute per epoch for a pair (480 images)
+ * and ~5 for all 11 (2,640 images); see training/train-baseline.ts. Wall time grows when the cores are shared.
+ */
+const BASELINE_EPOCHS: Record<ExperimentId, number> = { 'monet-vs-van-gogh': 15, 'monet-vs-sisley': 15, 'all-11': 4 };
+
+/** A rung: the `artist-id train` options of one row (ensemble members are added per experiment). */
+interface Rung {
+  id: string;
+  title: string;
+  args: (e: ExperimentId) => string[];
+  /** The slides' figure for this rung, per experiment (Keras, VGG16, other WikiArt images). */
+  slides: Partial<Record<ExperimentId, string>>;
+  note: string;
+}
+
+const RUNGS: Rung[] = [
+  {
+    id: 'baseline',
+    title: 'baseline CNN from scratch',
+    args: (e) => ['--method', 'baseline', '--input-size', '64', '--epochs', String(BASELINE_EPOCHS[e])],
+    slides: { 'monet-vs-van-gogh': '83.3% (baseline CNN, 150x150)' },
+    note: `the slides' CNN (4 x Conv 3x3 + MaxPool, 32/64/128/128 filters, Flatten, Dropout 0.5, Dense 512 relu, softmax) trained from scratch on 64x64 pixels (the slides: 150x150), RMSprop 1e-4, batch 20, random horizontal flips; at most ${BASELINE_EPOCHS['monet-vs-van-gogh']} epochs on the pairs and ${BASELINE_EPOCHS['all-11']} on all 11 (early stop after 6 without progress), to stay near 20 minutes of WASM training on 2 shared cores.`,
+  },
+  {
+    id: 'features-pooled',
+    title: 'frozen base, pooled features + dense head',
+    args: () => ['--method', 'features', '--features', 'pooled'],
+    slides: { 'monet-vs-van-gogh': '94.6% (frozen VGG16 + dense head)' },
+    note: 'frozen ImageNet MobileNetV2 (int8); 1280-d global-average-pooled final feature map; Dense 64 relu, dropout 0.5, L2 1e-3, Adam.',
+  },
+  {
+    id: 'features',
+    title: 'frozen base, style statistics + logistic regression',
+    args: () => ['--method', 'features', '--features', 'style', '--hidden', '0', '--dropout', '0.2'],
+    slides: { 'monet-vs-van-gogh': '94.6% (frozen VGG16 + dense head)' },
+    note: 'the default route: per-channel mean and standard deviation of six feature maps (56x56 to 7x7) and signed-square-root Gram matrices of two of them, 5,920-d, computed inside the ONNX graph (AdaIN statistics, Huang & Belongie 2017; Gram matrices, Gatys et al. 2015); softmax regression with input dropout 0.2 and L2 1e-3. Chosen over a 64-unit hidden layer on validation accuracy (82.4% vs 80.6% on all 11).',
+  },
+  {
+    id: 'finetune',
+    title: 'fine-tuned top of the base',
+    args: () => ['--method', 'finetune'],
+    slides: { 'monet-vs-van-gogh': '98.3% (fine-tuned VGG16)', 'monet-vs-sisley': '86.6% (fine-tuned VGG16)' },
+    note: 'MobileNetV2 with its top stage(s) trained together with a softmax head on augmented views, after a warm-up of the head (training/finetune.ts; settings in each model card).',
+  },
+  {
+    id: 'ensemble',
+    title: 'ensemble (soft vote)',
+    args: () => ['--method', 'ensemble'],
+    slides: {},
+    note: "mean of the probabilities of the same experiment's features, features-pooled and finetune models (same seed and split), temperature-scaled on validation.",
+  },
+];
+const ENSEMBLE_MEMBERS = ['features', 'features-pooled', 'finetune'];
+
+/** One cached row (docs/results/<experiment>-<rung>.json). */
+interface Row {
+  experiment: ExperimentId;
+  rung: string;
+  /** The `artist-id train` arguments after `train` (paths relative to the repository). */
+  command: string[];
+  method: string;
+  test: { images: number; correct: number; accuracy: number };
+  validation: { images: number; accuracy: number };
+  testEce?: { before: number; after: number; temperature: number };
+  seed: number;
+  split: [number, number, number];
+  inputSize: number;
+  epochs: number;
+  bestEpoch: number;
+  seconds: number;
+  backend: string;
+  parityMaxAbsDiff: number;
+  /** Model folder, relative to the repository (not committed: .cache/). */
+  model: string;
+  machine: string;
+  createdAt: string;
+}
+
+const { values } = parseArgs({
+  options: {
+    data: { type: 'string', default: resolve(PACKAGE_ROOT, '../shared/paintings') },
+    seed: { type: 'string', default: '42' },
+    rungs: { type: 'string', default: RUNGS.map((r) => r.id).join(',') },
+    experiments: { type: 'string', default: EXPERIMENTS.map((e) => e.id).join(',') },
+    'render-only': { type: 'boolean', default: false },
+    ship: { type: 'boolean', default: false },
+  },
+});
 const data = resolve(values.data!);
+const dataArg = relative(PACKAGE_ROOT, data) || '.';
 const weights = process.env.ARTIST_ID_WEIGHTS_DIR ?? resolve(PACKAGE_ROOT, '../shared/weights');
 const env = { ...process.env, ...(existsSync(weights) ? { ARTIST_ID_WEIGHTS_DIR: weights } : {}) };
 const CLI = join(PACKAGE_ROOT, 'src', 'cli', 'main.ts');
 const WORK = join(PACKAGE_ROOT, '.cache', 'experiments');
+const ROWS = join(PACKAGE_ROOT, 'docs', 'results');
+const machine = `${os.cpus()[0]?.model?.trim() ?? 'unknown CPU'} (${os.availableParallelism()} cores)`;
 
-/** The three experiments of the original study, with the slides' figures for reference. */
-const EXPERIMENTS = [
-  { id: 'monet-vs-van-gogh', title: 'Claude Monet vs Vincent van Gogh', artists: ['claude-monet', 'vincent-van-gogh'], slides: '94.6% (frozen VGG16 + dense head); 83.3% baseline CNN; 98.3% fine-tuned' },
-  { id: 'monet-vs-sisley', title: 'Claude Monet vs Alfred Sisley', artists: ['claude-monet', 'alfred-sisley'], slides: '86.6% (fine-tuned VGG16)' },
-  { id: 'all-11', title: 'all 11 artists', artists: [] as string[], slides: '—' },
-];
+function pick<T extends { id: string }>(text: string, all: readonly T[], option: string): T[] {
+  return text.split(',').filter(Boolean).map((id) => {
+    const found = all.find((x) => x.id === id);
+    if (!found) throw new Error(`Expected --${option} among ${all.map((x) => x.id).join(', ')} but received ${JSON.stringify(id)}`);
+    return found;
+  });
+}
 
-function run(args: string[]): string {
+function run(args: string[]): void {
   process.stderr.write(`$ artist-id ${args.join(' ')}\n`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: PACKAGE_ROOT, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: PACKAGE_ROOT, env, encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) throw new Error(`artist-id ${args.join(' ')} exited with ${r.status}`);
-  return r.stdout;
 }
 
-/**
- * Routes compared, each a set of `artist-id train` options. Head settings per route were chosen on the
- * validation split (see the route notes below the table).
- */
-const ROUTES = [
-  { id: 'pooled', title: 'pooled features + dense head', args: ['--features', 'pooled'] },
-  { id: 'style', title: 'style statistics + logistic regression', args: ['--features', 'style', '--hidden', '0', '--dropout', '0.2'] },
-];
+const rowPath = (e: string, rung: string) => join(ROWS, `${e}-${rung}.json`);
 
-const rows: string[] = [];
-let bestAll11: { out: string; validation: number; route: string } | undefined;
-for (const e of EXPERIMENTS) {
-  for (const route of ROUTES) {
-    const out = join(WORK, `${e.id}-${route.id}`);
-    await rm(out, { recursive: true, force: true });
+async function readRows(): Promise<Row[]> {
+  const files = existsSync(ROWS) ? (await readdir(ROWS)).filter((f) => f.endsWith('.json')) : [];
+  return Promise.all(files.map(async (f) => JSON.parse(await readFile(join(ROWS, f), 'utf8')) as Row));
+}
+
+/** Trains and evaluates one row with the CLI, caches its JSON. */
+async function runRow(e: (typeof EXPERIMENTS)[number], rung: Rung): Promise<Row> {
+  const out = join(WORK, `${e.id}-${rung.id}`);
+  const outArg = relative(PACKAGE_ROOT, out);
+  let args: string[];
+  if (rung.id === 'ensemble') {
+    const members = ENSEMBLE_MEMBERS.map((m) => join(WORK, `${e.id}-${m}`)).filter((m) => existsSync(join(m, 'model.onnx')));
+    if (members.length < 2) throw new Error(`The ensemble row of ${e.id} needs at least 2 of the rows ${ENSEMBLE_MEMBERS.join(', ')} run first; found ${members.length}`);
+    args = ['train', ...rung.args(e.id), '--members', members.map((m) => relative(PACKAGE_ROOT, m)).join(','), '--data', dataArg, '--out', outArg, '--name', `${e.id}-${rung.id}`];
+  } else {
     // The card records --data as given: a path relative to the repository reads the same on every machine.
-    run(['train', '--data', relative(PACKAGE_ROOT, data) || '.', '--out', out, '--seed', values.seed!, '--name', e.id, ...route.args, ...(e.artists.length ? ['--artists', e.artists.join(',')] : [])]);
-    run(['evaluate', '--model', out, '--data', relative(PACKAGE_ROOT, data) || '.', '--json', join(out, 'evaluation.json')]);
-    const card = await readModelCard(join(out, 'model.onnx'));
-    const evaluation = JSON.parse(await readFile(join(out, 'evaluation.json'), 'utf8'));
-    const t = card.training;
-    const cal = card.calibration;
-    rows.push(`| ${e.title} | ${route.title} | ${evaluation.report.images} | **${formatAccuracy(evaluation.report.accuracy, evaluation.report.images)}** | ${formatAccuracy(card.metrics.validation.accuracy, card.metrics.validation.images)} | ${cal?.testEceAfter !== undefined ? `${cal.testEceBefore!.toFixed(3)} → ${cal.testEceAfter.toFixed(3)} (T=${cal.temperature.toFixed(2)})` : '—'} | ${t.seed} | ${t.split.join('/')} | ${t.bestEpoch}/${t.epochs} | ${t.seconds} s | ${e.slides} |`);
-    if (e.id === 'all-11' && (!bestAll11 || card.metrics.validation.accuracy > bestAll11.validation)) {
-      bestAll11 = { out, validation: card.metrics.validation.accuracy, route: route.title };
-    }
+    args = ['train', ...rung.args(e.id), '--data', dataArg, '--out', outArg, '--seed', values.seed!, '--name', `${e.id}-${rung.id}`, ...(e.artists.length ? ['--artists', e.artists.join(',')] : [])];
   }
+  await rm(out, { recursive: true, force: true });
+  run(args);
+  run(['evaluate', '--model', outArg, '--data', dataArg, '--json', join(outArg, 'evaluation.json')]);
+  const card = await readModelCard(join(out, 'model.onnx'));
+  const evaluation = JSON.parse(await readFile(join(out, 'evaluation.json'), 'utf8'));
+  const t = card.training;
+  const cal = card.calibration;
+  const row: Row = {
+    experiment: e.id,
+    rung: rung.id,
+    command: args,
+    method: t.method,
+    test: { images: evaluation.report.images, correct: Math.round(evaluation.report.accuracy * evaluation.report.images), accuracy: evaluation.report.accuracy },
+    validation: { images: card.metrics.validation.images, accuracy: card.metrics.validation.accuracy },
+    ...(cal?.testEceAfter !== undefined ? { testEce: { before: cal.testEceBefore!, after: cal.testEceAfter, temperature: cal.temperature } } : {}),
+    seed: t.seed,
+    split: t.split,
+    inputSize: card.preprocessing.width,
+    epochs: t.epochs,
+    bestEpoch: t.bestEpoch,
+    seconds: t.seconds,
+    backend: t.backend,
+    parityMaxAbsDiff: card.parity.maxAbsDiff,
+    model: outArg,
+    machine,
+    createdAt: card.createdAt,
+  };
+  await mkdir(ROWS, { recursive: true });
+  await writeFile(rowPath(e.id, rung.id), `${JSON.stringify(row, null, 1)}\n`);
+  process.stderr.write(`row ${e.id} / ${rung.id}: test ${formatAccuracy(row.test.accuracy, row.test.images)}, validation ${formatAccuracy(row.validation.accuracy, row.validation.images)}\n`);
+  return row;
 }
-if (values.ship && bestAll11) {
+
+if (!values['render-only']) {
+  const experiments = pick(values.experiments!, EXPERIMENTS, 'experiments');
+  // Ensemble rows last: they combine the other rows' models.
+  const rungs = pick(values.rungs!, RUNGS, 'rungs').sort((a, b) => Number(a.id === 'ensemble') - Number(b.id === 'ensemble'));
+  for (const rung of rungs) for (const e of experiments) await runRow(e, rung);
+}
+
+const rows = await readRows();
+const rowOf = (e: string, rung: string) => rows.find((r) => r.experiment === e && r.rung === rung);
+
+let shipped: Row | undefined;
+if (values.ship) {
+  const candidates = rows.filter((r) => r.experiment === 'all-11' && existsSync(join(PACKAGE_ROOT, r.model, 'model.onnx')));
+  shipped = candidates.sort((a, b) => b.validation.accuracy - a.validation.accuracy)[0];
+  if (!shipped) throw new Error('--ship: no all-11 row with its model on disk; run some rows with --experiments all-11 first');
   const target = join(MODELS_DIR, 'default');
   await rm(target, { recursive: true, force: true });
   await mkdir(target, { recursive: true });
-  for (const f of ['model.onnx', 'MODEL_CARD.md', 'history.json', 'evaluation.json']) await cp(join(bestAll11.out, f), join(target, f));
-  process.stderr.write(`shipped ${relative(PACKAGE_ROOT, target)} (${bestAll11.route}, best validation accuracy on all 11 artists)\n`);
+  for (const f of ['model.onnx', 'MODEL_CARD.md', 'history.json', 'evaluation.json']) await cp(join(PACKAGE_ROOT, shipped.model, f), join(target, f));
+  await writeFile(join(ROWS, 'shipped.json'), `${JSON.stringify({ experiment: shipped.experiment, rung: shipped.rung, validation: shipped.validation, createdAt: shipped.createdAt }, null, 1)}\n`);
+  process.stderr.write(`shipped ${relative(PACKAGE_ROOT, target)} (${shipped.rung}: best validation accuracy on all 11 artists, ${formatAccuracy(shipped.validation.accuracy, shipped.validation.images)})\n`);
 }
+const shippedInfo: { rung: string } | undefined = shipped ?? (existsSync(join(ROWS, 'shipped.json')) ? JSON.parse(await readFile(join(ROWS, 'shipped.json'), 'utf8')) : undefined);
+
+const pending: string[] = [];
+const table = EXPERIMENTS.flatMap((e) =>
+  RUNGS.map((rung) => {
+    const r = rowOf(e.id, rung.id);
+    const slides = rung.slides[e.id] ?? '—';
+    if (!r) {
+      pending.push(`${e.id}/${rung.id}`);
+      return `| ${e.title} | ${rung.title} | — | pending | — | — | — | — | — | — | — | ${slides} |`;
+    }
+    const ece = r.testEce ? `${r.testEce.before.toFixed(3)} → ${r.testEce.after.toFixed(3)} (T=${r.testEce.temperature.toFixed(2)})` : '—';
+    const epochs = r.method === 'ensemble' ? 'members' : `${r.bestEpoch}/${r.epochs}${r.bestEpoch === r.epochs ? '*' : ''}`;
+    const time = r.method === 'ensemble' ? `${r.seconds} s + members` : `${r.seconds} s`;
+    return `| ${e.title} | ${rung.title}${shippedInfo && e.id === 'all-11' && shippedInfo.rung === rung.id ? ' (shipped)' : ''} | ${r.test.images} | **${formatAccuracy(r.test.accuracy, r.test.images)}** | ${formatAccuracy(r.validation.accuracy, r.validation.images)} | ${ece} | ${r.seed} | ${r.split.join('/')} | ${r.inputSize}x${r.inputSize} | ${epochs} | ${time} | ${slides} |`;
+  }),
+);
+const machines = [...new Set(rows.map((r) => r.machine))];
 
 const doc = `# Results
 
-Generated by \`npx tsx scripts/results.ts${values.ship ? ' --ship' : ''}\` on ${os.cpus()[0]?.model ?? 'unknown CPU'} (${os.availableParallelism()} cores); do not edit by hand.
-Each row is \`artist-id train\` then \`artist-id evaluate\` on \`../shared/paintings\` (real WikiArt paintings,
-300 per artist) with a frozen ImageNet MobileNetV2 base (int8, ONNX Model Zoo) and a head trained in TensorFlow.js,
-epoch chosen on validation. Test accuracy is on held-out images that training never saw (the split is rebuilt
-from the seed), with a 95% Wilson interval: with 60 test images one image is 1.7 points, so differences of a
-few points between rows on the two-artist pairs are noise. Shipped as \`models/default\`: ${bestAll11 ? `the all-11 model of route "${bestAll11.route}"` : 'unchanged'} (best validation accuracy).
+Generated by \`npx tsx scripts/results.ts\` from the rows cached in [docs/results/](results/) (one JSON per
+experiment and rung); do not edit by hand. Rows run on: ${machines.join('; ') || '—'}, TensorFlow.js WASM
+backend. Each row is \`artist-id train\` then \`artist-id evaluate\` on \`../shared/paintings\` (real WikiArt
+paintings, 300 per artist, split 240/30/30 per artist with the seed shown). Test accuracy is on held-out images that
+training never saw (the split is rebuilt from the seed), with a 95% Wilson interval: with 60 test images one image
+is 1.7 points, so differences of a few points between rows on the two-artist pairs are noise. Epochs, the
+ensemble's temperature and the shipped model are chosen on validation, never on test.
+${shippedInfo ? `Shipped as \`models/default\`: the all-11 model of rung "${RUNGS.find((r) => r.id === shippedInfo.rung)?.title ?? shippedInfo.rung}" (best validation accuracy).` : ''}
 
-Routes:
-- **pooled features + dense head**: 1280-d global-average-pooled final feature map; Dense 64 relu, dropout 0.5, L2 1e-3, Adam.
-- **style statistics + logistic regression**: per-channel mean and standard deviation of six feature maps
-  (56x56 to 7x7) and signed-square-root Gram matrices of two of them, 5,920-d, computed inside the ONNX graph
-  (AdaIN statistics, Huang & Belongie 2017; Gram matrices, Gatys et al. 2015); softmax regression with input
-  dropout 0.2 and L2 1e-3. Chosen over a 64-unit hidden layer on validation accuracy (82.4% vs 80.6% on all 11).
+| experiment | rung | test images | test accuracy | validation accuracy | test ECE | seed | split | input | best/run epochs | training time | the slides (Keras, VGG16, other WikiArt images) |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+${table.join('\n')}
+${
+  pending.length
+    ? `
+Pending rows (${pending.length}); produce them with (ensemble rows after the rows they combine):
+${RUNGS.map((r) => [r.id, pending.filter((p) => p.endsWith(`/${r.id}`)).map((p) => p.split('/')[0])] as const)
+  .filter(([, ex]) => ex.length > 0)
+  .map(([id, ex]) => `- \`nice -n 10 npx tsx scripts/results.ts --rungs ${id} --experiments ${ex.join(',')}\``)
+  .join('\n')}
+`
+    : ''
+}
+Rungs:
+${RUNGS.map((r) => `- **${r.title}** (\`--method ${r.args('all-11')[1]}\`, row id \`${r.id}\`): ${r.note}`).join('\n')}
 
-Calibration: every model is temperature-scaled on its validation split (Guo et al. 2017); the ECE column gives
-the test expected calibration error (15 bins) before → after, and the fitted T.
+\\* best epoch = last epoch: the epoch budget, not early stopping, ended training (validation was still improving).
 
-| experiment | route | test images | test accuracy | validation accuracy | test ECE | seed | split | best/run epochs | training time | the slides (Keras, VGG16, other WikiArt images) |
-|---|---|---|---|---|---|---|---|---|---|---|
-${rows.join('\n')}
+Training time is wall time of the whole \`artist-id train\` run (decoding, features, training, export, parity) on
+2 cores shared with other jobs, so it varies by a factor of two or more between runs; \`scripts/train-throughput.ts\`
+measures images/s per rung and backend. Calibration: every model is temperature-scaled on its validation split
+(Guo et al. 2017); the ECE column gives the test expected calibration error (15 bins) before → after, and the fitted T.
 
-Reference points (not targets: other images, other base): the slides this project grew from ("Can we solve it
-with machine learning?", xingyuzhou.org/blog) report the figures in the last column. A plain logistic regression
-on the same frozen pooled MobileNetV2 features scores about 100% / 87% / 74% on these splits; the pooled dense
-head is in that range, as expected from a head alone; the style statistics are the first route that clearly
-moves the 11-artist figure.
+Reference points (not targets: other images, other base, other input size): the slides this project grew from
+("Can we solve it with machine learning?", xingyuzhou.org/blog) report the figures in the last column: baseline CNN
+83.3%, frozen VGG16 + dense head 94.6%, fine-tuned VGG16 98.3% on Monet vs Van Gogh; fine-tuned 86.6% on Monet vs
+Sisley. A plain logistic regression on the frozen pooled MobileNetV2 features scores about 100% / 87% / 74% on these splits.
 
 **Monet vs Van Gogh is easier than it looks.** In \`../shared/paintings\` the Van Gogh images come from a
 different source (a style-transfer data set, 256x256 JPEGs) than the other ten artists (WikiArt, 224x224), see
@@ -109,4 +289,4 @@ a perfect score on this pair as an upper bound, not as evidence of connoisseursh
 `;
 await mkdir(join(PACKAGE_ROOT, 'docs'), { recursive: true });
 await writeFile(join(PACKAGE_ROOT, 'docs', 'RESULTS.md'), doc);
-process.stderr.write('wrote docs/RESULTS.md\n');
+process.stderr.write(`wrote docs/RESULTS.md (${rows.length} rows, ${pending.length} pending)\n`);

@@ -1,6 +1,7 @@
 /**
- * The baseline CNN: architecture, and real training steps on the WASM backend with the supplied
- * gradient kernels on a tiny batch of real paintings (decoded at the model's input size).
+ * The baseline CNN: architecture, real training steps on the WASM backend with the supplied
+ * gradient kernels on a tiny batch of real paintings (decoded at the model's input size), and its
+ * ONNX export against the TF.js network.
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,12 @@ import { registerWasmGradientKernels } from '../training/kernels/index.js';
 import { buildBaselineCnn, imagesToBatch } from '../training/models/baseline.js';
 import { decodeImage } from '../src/preprocess/decode.js';
 import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
+import * as ort from 'onnxruntime-node';
+import { spliceNetwork } from '../export/baseline-export.js';
+import { createSession } from '../src/inference/session.js';
+import type { ModelCard } from '../src/model/card.js';
+import { encodeModel } from '../src/onnx/model.js';
+import { baselinePreprocess, inferenceNetwork } from '../training/train-baseline.js';
 import { paintingOf } from './fixtures.js';
 
 before(async () => {
@@ -71,4 +78,49 @@ test('training steps on WASM run and lower the loss on a tiny batch of real pain
   assert.ok(final < initial, `loss should decrease on the training batch: ${initial} -> ${final}`);
   tf.dispose([x, y]);
   model.dispose();
+});
+
+test('export: the ONNX graph (uint8 image, x/255 prefix from the card) matches the TF.js network on real paintings', async () => {
+  const size = 64;
+  const spec = baselinePreprocess(size);
+  const artists = ['claude-monet', 'vincent-van-gogh', 'edgar-degas'];
+  const model = buildBaselineCnn({ classes: artists.length, inputSize: size, seed: 3 });
+  const images = await Promise.all(artists.flatMap((a) => [0, 1].map(async (i) => decodeImage(await readFile(paintingOf(a, i)), spec))));
+  const card = {
+    format: 'artist-id/1', name: 'export-test', classes: artists, preprocessing: spec, input: 'image',
+    outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' },
+    base: { name: 'none', sha256: '', features: 'learned', featureDim: 512 },
+    training: { method: 'baseline', data: '-', layout: 'flat', seed: 3, split: [1, 1, 1], epochs: 0, bestEpoch: 0, backend: 'wasm', hyperparameters: {}, seconds: 0 },
+    metrics: { train: { images: 0, accuracy: 0 }, validation: { images: 0, accuracy: 0 } },
+    parity: { images: 0, maxAbsDiff: 0, tolerance: 0 }, createdAt: '',
+  } satisfies ModelCard;
+  const { session } = await createSession(encodeModel(spliceNetwork(inferenceNetwork(model), card)), { provider: 'cpu' });
+  const batch = new Uint8Array(images.length * size * size * 3);
+  images.forEach((img, i) => batch.set(img, i * img.length));
+  const out = await session.run({ image: new ort.Tensor('uint8', batch, [images.length, size, size, 3]) });
+  // Reference: the trained-as network, Rescaling(1/255) included, on the same pixels as float.
+  const x = imagesToBatch(images, size);
+  const [refFeatures, refProbs] = tf.tidy(() => {
+    const features = tf.model({ inputs: model.inputs, outputs: model.getLayer('dense').getOutputAt(0) as tf.SymbolicTensor }).predict(x) as tf.Tensor;
+    return [features.dataSync() as Float32Array, (model.predict(x) as tf.Tensor).dataSync() as Float32Array];
+  });
+  const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+  const probs = out.probabilities.data as Float32Array;
+  assert.deepEqual(out.features.dims, [images.length, 512]);
+  assert.deepEqual(out.logits.dims, [images.length, artists.length]);
+  assert.ok(maxDiff(probs, refProbs) <= 1e-4, `probabilities differ by ${maxDiff(probs, refProbs)}`);
+  assert.ok(maxDiff(out.features.data as Float32Array, refFeatures) <= 1e-3 * Math.max(...refFeatures), `features differ by ${maxDiff(out.features.data as Float32Array, refFeatures)}`);
+  // Not a vacuous comparison: the network's answers vary between paintings.
+  assert.ok(Math.max(...probs) - Math.min(...probs) > 1e-3, `probabilities vary: ${probs}`);
+  // logits are softmax's input: softmax(logits) = probabilities.
+  const logits = out.logits.data as Float32Array;
+  for (let i = 0; i < images.length; i++) {
+    const row = logits.slice(i * 3, i * 3 + 3);
+    const e = row.map((v) => Math.exp(v - Math.max(...row)));
+    const sum = e.reduce((a, b) => a + b, 0);
+    e.forEach((v, j) => assert.ok(Math.abs(v / sum - probs[i * 3 + j]) < 1e-5));
+  }
+  tf.dispose(x);
+  model.dispose();
+  await session.release();
 });

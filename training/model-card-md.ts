@@ -2,6 +2,41 @@
 import type { ModelCard } from '../src/model/card.js';
 import { formatAccuracy } from './metrics.js';
 
+/** What `features` holds, by `base.features`. */
+function featuresMeaning(card: ModelCard): string {
+  switch (card.base.features) {
+    case 'learned':
+      return 'penultimate activations of the network, learned from scratch';
+    case 'style':
+      return 'style statistics of the frozen base';
+    default:
+      return 'global average pool of the final feature map';
+  }
+}
+
+/** One paragraph on how the model was made, per `training.method`. */
+export function describeMethod(card: ModelCard): string {
+  const t = card.training;
+  const h = t.hyperparameters;
+  const base = `\`${card.base.name}\` (sha256 ${card.base.sha256.slice(0, 16)}…)`;
+  switch (t.method) {
+    case 'baseline':
+      return `\`baseline\` — a CNN trained from scratch on ${card.preprocessing.width}x${card.preprocessing.height} pixels, no pretrained weights (the slides' network:
+  4 x Conv 3x3 relu + MaxPool 2x2 with 32/64/128/128 filters, Flatten, Dropout ${h.dropout ?? 0.5}, Dense 512 relu, Dense ${card.classes.length} softmax;
+  RMSprop ${h.learningRate ?? '1e-4'}, batch ${h.batchSize ?? 20}${h.augment ? ', random horizontal flips' : ''}). \`features\` are the Dense-512 activations.`;
+    case 'finetune':
+      return `\`finetune\` — ImageNet base ${base} with its top ${h.trainBlocks ?? '?'} stage(s) above cut \`${h.cut ?? '?'}\` trained together with a
+  softmax head on augmented views (${h.views ?? '?'} per image), after a warm-up of the head on frozen features; the layers below the cut stay frozen (int8 as shipped).
+  \`features\` are the pooled final feature map of the fine-tuned top (${card.base.featureDim}-d).`;
+    case 'ensemble':
+      return `\`ensemble\` — soft vote (mean of the members' probabilities, then temperature-scaled) of ${h.memberCount ?? 'several'} artist-id models
+  trained on the same data and split: ${h.members ?? '(see hyperparameters)'}. \`features\` are the members' features side by side (${card.base.featureDim}-d).`;
+    default:
+      return `\`${t.method}\` — frozen ImageNet base ${base}, bottleneck features
+  \`${card.base.features}\` (${card.base.features === 'style' ? 'per-channel mean/std and Gram statistics of several feature maps, computed in the graph' : 'global average pool of the final feature map'}, ${card.base.featureDim}-d), dense head trained in TensorFlow.js.`;
+  }
+}
+
 export function renderModelCard(card: ModelCard): string {
   const t = card.training;
   const p = card.preprocessing;
@@ -18,14 +53,13 @@ ${card.classes.map((c, i) => `${i}. ${c}`).join('\n')}
 - Input \`${card.input}\`: \`[N,${p.height},${p.width},3] uint8 NHWC\` sRGB.
 - Decoding (sharp): first frame, EXIF orientation applied, converted to sRGB, alpha flattened onto ${p.background},
   resized to ${p.width}x${p.height} with \`fit: ${p.fit}\` (${p.fit === 'fill' ? 'squashed, aspect ratio not kept, like the training images' : 'scaled and centre-cropped'}), kernel ${p.kernel}.
-- In the graph: x/255, then (x - mean)/std with mean ${p.mean.join(', ')} and std ${p.std.join(', ')}, then NCHW.
-- Outputs: \`${card.outputs.probabilities}\` [N,${card.classes.length}], \`${card.outputs.logits}\` [N,${card.classes.length}], \`${card.outputs.features}\` [N,${card.base.featureDim}] float32.
+- In the graph: ${p.mean.every((v) => v === 0) && p.std.every((v) => v === 1) ? 'x/255 (mean 0, std 1: no further normalisation)' : `x/255, then (x - mean)/std with mean ${p.mean.join(', ')} and std ${p.std.join(', ')}`}.
+- Outputs: \`${card.outputs.probabilities}\` [N,${card.classes.length}], \`${card.outputs.logits}\` [N,${card.classes.length}], \`${card.outputs.features}\` [N,${card.base.featureDim}] float32 (${featuresMeaning(card)}).
 
 ## Training
-- Method: \`${t.method}\` — frozen ImageNet base \`${card.base.name}\` (sha256 ${card.base.sha256.slice(0, 16)}…), bottleneck features
-  \`${card.base.features}\` (${card.base.features === 'style' ? 'per-channel mean/std and Gram statistics of several feature maps, computed in the graph' : 'global average pool of the final feature map'}, ${card.base.featureDim}-d), dense head trained in TensorFlow.js (backend ${t.backend}).
+- Method: ${describeMethod(card)}
 - Data: \`${t.data}\` (${t.layout} layout); split ${t.split.join('/')} per artist, seed ${t.seed}.
-- Epochs: ${t.epochs} run, epoch ${t.bestEpoch} kept (best validation accuracy). Training time ${t.seconds} s.
+- ${t.method === 'ensemble' ? `No training of its own: the members were trained (and chose their epochs on validation) separately. Assembly time ${t.seconds} s.` : `Epochs: ${t.epochs} run, epoch ${t.bestEpoch} kept (best validation accuracy). Training time ${t.seconds} s (backend ${t.backend}).`}
 - Hyperparameters: ${Object.entries(t.hyperparameters).map(([k, v]) => `${k}=${v}`).join(', ')}.
 
 ## Results
@@ -37,7 +71,7 @@ ${m.test ? `| **test (held out)** | ${m.test.images} | **${formatAccuracy(m.test
 ${card.calibration ? `Calibration: temperature scaling fitted on validation, T = ${card.calibration.temperature.toFixed(3)} (folded into the output layer).
 Expected calibration error (15 bins): validation ${card.calibration.validationEceBefore.toFixed(3)} → ${card.calibration.validationEceAfter.toFixed(3)}${card.calibration.testEceAfter !== undefined ? `; test ${card.calibration.testEceBefore!.toFixed(3)} → ${card.calibration.testEceAfter.toFixed(3)}` : ''}.
 
-` : ''}Export parity (ONNX vs TF.js head on real images): max |Δp| = ${card.parity.maxAbsDiff.toExponential(2)} over ${card.parity.images} images (tolerance ${card.parity.tolerance}).
+` : ''}Export parity (exported ONNX vs ${t.method === 'ensemble' ? 'the members run separately' : t.method === 'baseline' ? 'the TF.js network' : 'the TF.js model'} on real held-out images): max |Δp| = ${card.parity.maxAbsDiff.toExponential(2)} over ${card.parity.images} images (tolerance ${card.parity.tolerance}).
 
 ## Limits
 Every answer is one of the ${card.classes.length} artists above, even for a painting by someone else or a photo: the model

@@ -1,7 +1,17 @@
 /**
- * `artist-id train --method features`: frozen ImageNet base + dense head, exported as one ONNX model.
+ * `artist-id train`: the training rungs, one entry point ({@link train}) dispatching on `method`:
  *
- * data -> seeded split -> bottleneck features (onnxruntime, cached) -> TF.js head (best epoch on
+ * | method | what is trained | where |
+ * |---|---|---|
+ * | `baseline` | the slides' CNN from scratch on pixels | training/train-baseline.ts |
+ * | `features` (default) | a dense head on frozen ImageNet bottleneck features | this file, {@link trainFeatures} |
+ * | `finetune` | the top blocks of the base with the head, on augmented views | training/finetune.ts |
+ * | `ensemble` | nothing: soft vote of already-trained models | training/ensemble.ts |
+ *
+ * Every method ends the same way (training/finish.ts): temperature scaling on validation, metrics, one
+ * `model.onnx` with its card, parity-checked. The other methods' code is imported on demand.
+ *
+ * `features`: data -> seeded split -> bottleneck features (onnxruntime, cached) -> TF.js head (best epoch on
  * validation) -> ONNX splice -> parity check -> `<out>/model.onnx` + `MODEL_CARD.md` + `history.json`.
  */
 import { readFile } from 'node:fs/promises';
@@ -20,6 +30,9 @@ import { initTrainingBackend } from './backend.js';
 import { loadDataset, splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
 import { DEFAULT_HEAD, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
+import type { EnsembleOptions } from './ensemble.js';
+import type { FinetuneOptions } from './finetune.js';
+import type { BaselineOptions } from './train-baseline.js';
 import { accuracyOf, calibrateOnValidation, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 
 /**
@@ -55,6 +68,31 @@ export interface TrainOptions extends SplitOptions {
   log?: (line: string) => void;
 }
 
+/** The training methods (rungs), cheapest first. */
+export const TRAIN_METHODS = ['baseline', 'features', 'finetune', 'ensemble'] as const;
+export type TrainMethod = (typeof TRAIN_METHODS)[number];
+
+/** Options of {@link train}: the method and that method's options. */
+export type TrainRequest =
+  | ({ method?: 'features' } & TrainOptions)
+  | ({ method: 'baseline' } & BaselineOptions)
+  | ({ method: 'finetune' } & FinetuneOptions)
+  | ({ method: 'ensemble' } & EnsembleOptions);
+
+/**
+ * Trains with the requested method (default `features`) and returns the written model.
+ *
+ * @throws Error naming `method` when it is not one of {@link TRAIN_METHODS}; otherwise what the method throws.
+ */
+export async function train(request: TrainRequest): Promise<TrainResult> {
+  const method = request.method ?? 'features';
+  if (request.method === undefined || request.method === 'features') return trainFeatures(request);
+  if (request.method === 'baseline') return (await import('./train-baseline.js')).trainBaseline(request);
+  if (request.method === 'finetune') return (await import('./finetune.js')).trainFinetune(request);
+  if (request.method === 'ensemble') return (await import('./ensemble.js')).trainEnsemble(request);
+  throw new Error(`Expected one of ${TRAIN_METHODS.join(', ')} for method but received ${JSON.stringify(method)}`);
+}
+
 export interface TrainResult {
   modelPath: string;
   card: ModelCard;
@@ -62,13 +100,13 @@ export interface TrainResult {
 }
 
 /**
- * Trains, exports and checks a model; writes `<out>/model.onnx`, `<out>/MODEL_CARD.md` and
- * `<out>/history.json` (per-epoch loss/accuracy, the training curves).
+ * The `features` method: trains a head on frozen bottleneck features, exports and checks the model;
+ * writes `<out>/model.onnx`, `<out>/MODEL_CARD.md` and `<out>/history.json` (per-epoch loss/accuracy, the training curves).
  *
  * @throws Error on bad data (see loadDataset), unavailable base weights, undecodable training
  *   images, or a failed parity check (nothing is written then).
  */
-export async function train(options: TrainOptions): Promise<TrainResult> {
+export async function trainFeatures(options: TrainOptions): Promise<TrainResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const started = performance.now();
   const seed = options.seed ?? 42;

@@ -12,6 +12,14 @@ import { DEFAULT_MODEL_NAME, PACKAGE_VERSION } from '../paths.js';
 import { registerServe } from './commands/serve.js';
 import { registerBench } from './commands/bench.js';
 
+/** Training methods; kept in step with TRAIN_METHODS in training/train.ts (src/ imports no training code: it is loaded lazily). */
+const TRAIN_METHODS = ['baseline', 'features', 'finetune', 'ensemble'] as const;
+type TrainMethod = (typeof TRAIN_METHODS)[number];
+/** `--lr-schedule` choices; kept in step with LR_SCHEDULES in training/schedules.ts. */
+const LR_SCHEDULE_NAMES = ['constant', 'step', 'cosine', 'plateau'] as const;
+/** Default `--input-size` of the baseline; kept in step with BASELINE_DEFAULT_INPUT_SIZE in training/train-baseline.ts. */
+const BASELINE_DEFAULT_INPUT_SIZE = 64;
+
 /** Wraps a validator so commander reports its message as an invalid argument. */
 function asArgument<T>(parse: (value: string) => T): (value: string) => T {
   return (value: string): T => {
@@ -40,6 +48,60 @@ function parseList(value: string): string[] {
   const items = value.split(',').map((v) => v.trim()).filter(Boolean);
   if (items.length === 0) throw new InvalidArgumentError(`Expected comma-separated artist folder names for --artists but received ${JSON.stringify(value)}`);
   return items;
+}
+
+function parseMembers(value: string): string[] {
+  const items = value.split(',').map((v) => v.trim()).filter(Boolean);
+  if (items.length < 2) throw new InvalidArgumentError(`Expected at least 2 comma-separated model folders or .onnx files for --members but received ${JSON.stringify(value)}`);
+  return items;
+}
+
+/** The object without its undefined entries (so a method's own defaults apply). */
+function defined<T extends Record<string, unknown>>(values: T): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * `train` options that only some methods read; any option not listed applies to every method that trains
+ * (all but ensemble), and `--out`, `--name`, `--overwrite`, `--method` to all.
+ */
+const TRAIN_FLAG_METHODS: Record<string, readonly TrainMethod[]> = {
+  '--data': ['baseline', 'features', 'finetune', 'ensemble'],
+  '--out': ['baseline', 'features', 'finetune', 'ensemble'],
+  '--name': ['baseline', 'features', 'finetune', 'ensemble'],
+  '--overwrite': ['baseline', 'features', 'finetune', 'ensemble'],
+  '--method': ['baseline', 'features', 'finetune', 'ensemble'],
+  '--input-size': ['baseline'],
+  '--no-augment': ['baseline'],
+  '--features': ['features'],
+  '--hidden': ['features'],
+  '--batch-norm': ['features'],
+  '--lr-schedule': ['features'],
+  '--l2': ['features', 'finetune'],
+  '--weights-dir': ['features', 'finetune'],
+  '--views': ['finetune'],
+  '--train-blocks': ['finetune'],
+  '--optimizer': ['finetune'],
+  '--max-seconds': ['finetune'],
+  '--members': ['ensemble'],
+};
+const TRAINING_METHODS: readonly TrainMethod[] = ['baseline', 'features', 'finetune'];
+
+/**
+ * Refuses options given on the command line that the chosen method does not read.
+ *
+ * @throws Error naming the option, the method and the methods it applies to.
+ */
+function checkTrainFlags(command: Command, method: TrainMethod): void {
+  for (const option of command.options) {
+    const key = option.attributeName();
+    if (command.getOptionValueSource(key) !== 'cli') continue;
+    const flag = option.long ?? option.flags;
+    const applies = TRAIN_FLAG_METHODS[flag] ?? TRAINING_METHODS;
+    if (!applies.includes(method)) {
+      throw new Error(`${flag} does not apply to --method ${method}; it applies to: ${applies.join(', ')}${method === 'ensemble' ? ' (an ensemble trains nothing: its members carry their data, split and seed)' : ''}`);
+    }
+  }
 }
 
 const providerOption = () => new Option('--provider <name>', 'execution provider').choices(['auto', 'cpu', 'cuda']).default('auto');
@@ -109,35 +171,67 @@ Exit status:
 
   program
     .command('train')
-    .description('train an artist classifier (frozen ImageNet base + dense head) and export it to ONNX')
-    .requiredOption('-d, --data <dir>', 'paintings: <dir>/<artist>/*.jpg or Keras layout <dir>/{train,validation,test}/<artist>/')
+    .description('train an artist classifier with one of the methods (rungs) and export it to ONNX')
+    .addOption(new Option('--method <method>', 'baseline: the slides\' CNN from scratch; features: dense head on frozen ImageNet features; finetune: top of the base trained with the head; ensemble: soft vote of trained models').choices([...TRAIN_METHODS]).default('features'))
+    .option('-d, --data <dir>', 'paintings: <dir>/<artist>/*.jpg or Keras layout <dir>/{train,validation,test}/<artist>/ (required, except for ensemble)')
     .requiredOption('-o, --out <dir>', 'output folder (model.onnx, MODEL_CARD.md, history.json)')
     .option('--artists <list>', 'comma-separated artist folders to use (default: all)', parseList)
     .option('--split <t,v,t>', 'images per artist for train,validation,test (flat layout)', parseSplit, [240, 30, 30])
-    .option('--seed <n>', 'seed of the split, initialisation and batch order', positiveInt('--seed'), 42)
-    .addOption(new Option('--method <method>', 'training method').choices(['features']).default('features'))
-    .addOption(new Option('--features <kind>', 'bottleneck features: style statistics (mean/std/Gram of several maps) or the pooled final map').choices(['style', 'pooled']).default('style'))
-    .option('--epochs <n>', 'maximum epochs (default 80; stops after 20 without a better validation score)', positiveInt('--epochs'))
-    .option('--hidden <n>', 'hidden units of the dense head, 0 for logistic regression (default: 0 for style, 64 for pooled)', asArgument((v) => expectInteger('--hidden', v, 0, 4096)))
-    .option('--dropout <rate>', 'dropout rate in [0,1) (default: 0.2 for style, 0.5 for pooled)', asArgument((v) => expectNumber('--dropout', v, 0, 0.99)))
-    .option('--l2 <lambda>', 'L2 penalty on Dense kernels; default 1e-3', asArgument((v) => expectNumber('--l2', v, 0, 10)))
-    .option('--weights-dir <dir>', 'folder with pretrained base weights (else $ARTIST_ID_WEIGHTS_DIR, cache, download)')
+    .option('--seed <n>', 'seed of the split, initialisation, batch order and augmentation', positiveInt('--seed'), 42)
+    .option('--epochs <n>', 'maximum epochs (defaults: baseline 20, features 80, finetune 15); training stops early without a better validation score', positiveInt('--epochs'))
+    .option('--patience <n>', 'epochs without a better validation score before stopping (defaults: baseline 6, features 20, finetune 4)', positiveInt('--patience'))
+    .option('--batch-size <n>', 'images (or feature vectors) per training step (defaults: baseline 20, features 32, finetune 16)', positiveInt('--batch-size'))
+    .option('--learning-rate <lr>', 'learning rate (defaults: baseline RMSprop 1e-4, features Adam 1e-3, finetune 1e-4)', asArgument((v) => expectNumber('--learning-rate', v, 1e-9, 1)))
+    .option('--input-size <px>', `baseline: input width = height in pixels, >= 46 (default ${BASELINE_DEFAULT_INPUT_SIZE}; the slides used 150)`, asArgument((v) => expectInteger('--input-size', v, 46, 1024)))
+    .option('--no-augment', 'baseline: no random horizontal flips of training images')
+    .addOption(new Option('--features <kind>', 'features: style statistics (mean/std/Gram of several maps, default) or the pooled final map').choices(['style', 'pooled']))
+    .option('--hidden <n>', 'features: hidden units of the dense head, 0 for logistic regression (default: 0 for style, 64 for pooled)', asArgument((v) => expectInteger('--hidden', v, 0, 4096)))
+    .option('--dropout <rate>', 'dropout rate in [0,1) (defaults: baseline 0.5, features 0.2 style / 0.5 pooled, finetune head 0.5)', asArgument((v) => expectNumber('--dropout', v, 0, 0.99)))
+    .option('--l2 <lambda>', 'features, finetune: L2 penalty on the head\'s Dense kernels; default 1e-3', asArgument((v) => expectNumber('--l2', v, 0, 10)))
+    .option('--batch-norm', 'features: BatchNormalization between the hidden Dense and its ReLU (needs --hidden > 0)')
+    .addOption(new Option('--lr-schedule <name>', 'features: learning-rate schedule over epochs (default constant)').choices([...LR_SCHEDULE_NAMES]))
+    .option('--views <n>', 'finetune: augmented views per training image (default 4)', asArgument((v) => expectInteger('--views', v, 0, 64)))
+    .option('--train-blocks <n>', 'finetune: top stages of the base that are trained, 0-4 (default 1)', asArgument((v) => expectInteger('--train-blocks', v, 0, 4)))
+    .addOption(new Option('--optimizer <name>', 'finetune: optimiser of the fine-tuning step (default adam)').choices(['adam', 'rmsprop']))
+    .option('--max-seconds <s>', 'finetune: time budget of the fine-tuning loop, checked after each epoch, 0 = none (default 900)', asArgument((v) => expectNumber('--max-seconds', v, 0)))
+    .option('--members <list>', 'ensemble: comma-separated model folders or .onnx files trained on the same data and split (at least 2)', parseMembers)
+    .option('--weights-dir <dir>', 'features, finetune: folder with pretrained base weights (else $ARTIST_ID_WEIGHTS_DIR, cache, download)')
     .option('--name <name>', 'model name recorded in the card (default: the output folder name)')
     .option('--overwrite', 'replace a model already in --out')
-    .action(async (opts) => {
-      const { train } = await import('../../training/train.js');
-      await train({
-        data: opts.data,
-        out: opts.out,
-        artists: opts.artists,
-        split: opts.split,
-        seed: opts.seed,
-        name: opts.name,
-        weightsDir: opts.weightsDir,
-        features: opts.features,
-        overwrite: opts.overwrite,
-        head: Object.fromEntries(Object.entries({ epochs: opts.epochs, hidden: opts.hidden, dropout: opts.dropout, l2: opts.l2 }).filter(([, v]) => v !== undefined)),
-      });
+    .addHelpText('after', `
+Options marked "baseline:", "features:", "finetune:" or "ensemble:" apply to that method only; the others
+to every method that trains (not ensemble, whose members carry their data, split and seed). Giving an
+option to a method it does not apply to is an error.`)
+    .action(async (opts, command: Command) => {
+      const method = opts.method as TrainMethod;
+      checkTrainFlags(command, method);
+      if (method !== 'ensemble' && !opts.data) throw new Error(`Expected --data <dir> (a folder of paintings) for --method ${method} but received nothing`);
+      if (method === 'ensemble' && !opts.members) throw new Error('Expected --members <list> (at least 2 trained models) for --method ensemble but received nothing');
+      const { train: runTraining } = await import('../../training/train.js');
+      const common = { out: opts.out, name: opts.name, overwrite: opts.overwrite };
+      const split = { data: opts.data, artists: opts.artists, split: opts.split, seed: opts.seed };
+      const head = defined({ epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, hidden: opts.hidden, dropout: opts.dropout, l2: opts.l2, batchNorm: opts.batchNorm, lrSchedule: opts.lrSchedule });
+      switch (method) {
+        case 'baseline':
+          await runTraining({ method, ...common, ...split, ...defined({ inputSize: opts.inputSize, epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, dropout: opts.dropout, augment: opts.augment }) });
+          return;
+        case 'features':
+          await runTraining({ method, ...common, ...split, weightsDir: opts.weightsDir, features: opts.features, head });
+          return;
+        case 'finetune':
+          await runTraining({
+            method,
+            ...common,
+            ...split,
+            weightsDir: opts.weightsDir,
+            ...defined({ epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, views: opts.views, trainBlocks: opts.trainBlocks, optimizer: opts.optimizer, maxSeconds: opts.maxSeconds }),
+            head: defined({ dropout: opts.dropout, l2: opts.l2 }),
+          });
+          return;
+        case 'ensemble':
+          await runTraining({ method, ...common, members: opts.members, ...defined({ data: opts.data }) });
+          return;
+      }
     });
 
   program
