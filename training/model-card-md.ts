@@ -74,9 +74,27 @@ Expected calibration error (15 bins): validation ${card.calibration.validationEc
 ` : ''}Export parity (exported ONNX vs ${t.method === 'ensemble' ? 'the members run separately' : t.method === 'baseline' ? 'the TF.js network' : 'the TF.js model'} on real held-out images): max |Δp| = ${card.parity.maxAbsDiff.toExponential(2)} over ${card.parity.images} images (tolerance ${card.parity.tolerance}).
 
 ## Limits
-Every answer is one of the ${card.classes.length} artists above, even for a painting by someone else or a photo: the model
-has no "unknown" answer (see docs/OPEN_SET.md). Low probabilities mean "not sure".
-
+${limits(card)}
 Re-check: \`artist-id evaluate --model <this folder> --data <data>\` rebuilds the same split and reports the test split.
+`;
+}
+
+/** What the model cannot do: the open-set behaviour it carries, or that it has none. */
+function limits(card: ModelCard): string {
+  const o = card.openSet;
+  const c = card.classes.length;
+  if (!o) {
+    return `Every answer is one of the ${c} artists above, even for a painting by someone else or a photo: this model
+has no "unknown" answer (see docs/OPEN_SET.md). Low probabilities mean "not sure".
+`;
+  }
+  const pc = (v: number) => `${(100 * v).toFixed(1)}%`;
+  const test = o.testAcceptRate !== undefined ? ` and ${pc(o.testAcceptRate)} of test paintings (false-unknown rate ${pc(1 - o.testAcceptRate)})` : '';
+  const auroc = o.auroc
+    ? `Separation of unseen artists from known ones is weak: AUROC ${(o.auroc.test ?? o.auroc.validation).toFixed(2)} (${o.auroc.method}), so many paintings by other artists are still attributed to one of the ${c} above.`
+    : 'Its AUROC against unseen artists was not measured.';
+  return `Open set: a painting whose \`${o.score}\` score is below ${o.threshold.toFixed(3)} is reported \`unknown\` (the top-k artists are still listed).
+The threshold accepts ${pc(o.validationAcceptRate)} of known-artist validation paintings${test}.
+${auroc}
 `;
 }

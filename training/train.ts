@@ -29,6 +29,7 @@ import { BASE_WEIGHTS, resolveBaseWeights, type BaseWeightsName } from '../src/w
 import { initTrainingBackend } from './backend.js';
 import { loadDataset, splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
+import { DEFAULT_OPEN_SET_SCORE, fitHeadOpenSet, measuredOpenSetAuroc } from './open-set.js';
 import { DEFAULT_HEAD, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
 import type { EnsembleOptions } from './ensemble.js';
 import type { FinetuneOptions } from './finetune.js';
@@ -158,6 +159,9 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   const { calibration, identifiable } = calibrateOnValidation(predictionsOf(valSet), testSet && predictionsOf(testSet), c);
   if (!identifiable) log('temperature scaling skipped: every validation image is classified correctly, so T is not identifiable (T = 1)');
   applyTemperature(head.model, calibration.temperature);
+  // The open-set score reads the temperature-scaled logits, so it is fitted after the temperature is folded in.
+  const openSetFit = fitHeadOpenSet({ head, train: trainSet, validation: valSet, test: testSet, auroc: await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE) });
+  log(`open set: ${openSetFit.openSet.score} score, threshold ${openSetFit.openSet.threshold.toFixed(3)} (accepts ${pct(openSetFit.openSet.validationAcceptRate)} of validation paintings${openSetFit.openSet.testAcceptRate !== undefined ? `, ${pct(openSetFit.openSet.testAcceptRate)} of test paintings` : ''})`);
   log(formatCalibration(calibration));
   const accuracyOn = (set: FeatureSet) => accuracyOf(predictionsOf(set), c);
   const best = head.history[head.bestEpoch - 1];
@@ -193,12 +197,13 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
     metrics,
     calibration,
     parity: { images: 0, maxAbsDiff: 0, tolerance: 0 },
+    openSet: openSetFit.openSet,
     createdAt: new Date().toISOString(),
   };
 
   // Export, then check the exported graph against its source on real held-out images.
   const headGraph = headToOnnx(head.model, head.standardizer);
-  const draft = encodeModel(spliceHead(featureModel, headGraph, card));
+  const draft = encodeModel(openSetFit.addToModel(spliceHead(featureModel, headGraph, card)));
   const { session: exported } = await createSession(draft, { provider: 'cpu' });
   const parityPaths = (dataset.test.length ? dataset.test : dataset.validation).map((s) => s.path).slice(0, options.parityImages ?? 32);
   const parity = await checkParity(exported, featureSession, (f) => predictHead(head, f), parityPaths, DEFAULT_PREPROCESS);
@@ -207,7 +212,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
 
   card.parity = { images: parity.images, maxAbsDiff: parity.maxAbsDiff, tolerance: parity.tolerance };
   card.training.seconds = Math.round((performance.now() - started) / 100) / 10;
-  const modelBytes = encodeModel(spliceHead(featureModel, headGraph, card));
+  const modelBytes = encodeModel(openSetFit.addToModel(spliceHead(featureModel, headGraph, card)));
   const modelPath = await writeModelFolder(out, modelBytes, card, head.history);
   head.model.dispose();
   log(`wrote ${modelPath} (${(modelBytes.length / 1e6).toFixed(1)} MB) in ${card.training.seconds} s`);
