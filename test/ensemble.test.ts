@@ -1,7 +1,8 @@
 /**
  * `trainEnsemble`: two tiny real members (2 artists x 8 paintings, pooled features, different head
  * seeds, same split) merged into one model.onnx; checked against the mean of the members' own ONNX
- * outputs, and refused when the members disagree on classes or split.
+ * outputs, and refused when the members disagree on classes or split. Tiny hand-built graphs check
+ * merging members of different opsets (12 and 13).
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -14,6 +15,11 @@ import { readModelCard } from '../src/model/read-card.js';
 import { decodeModel, encodeModel } from '../src/onnx/model.js';
 import { decodeImage } from '../src/preprocess/decode.js';
 import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
+import { buildEnsembleModel, type EnsembleMember } from '../export/ensemble.js';
+import { floatTensor, node, valueInfo } from '../export/graph.js';
+import type { ModelCard } from '../src/model/card.js';
+import { DataType } from '../src/onnx/schema.js';
+import type { ModelProto, NodeProto } from '../src/onnx/model.js';
 import { checkEnsembleMembers, trainEnsemble } from '../training/ensemble.js';
 import { train } from '../training/train.js';
 import { PAINTINGS, WEIGHTS, paintingOf } from './fixtures.js';
@@ -108,4 +114,64 @@ test('ensemble refuses members with other classes, another split or too few memb
   await assert.rejects(trainEnsemble({ members: [join(dir, 'm1'), join(dir, 'm1')], out: join(dir, 'no5'), data: PAINTINGS, log: quiet }), /is the same model file as member/);
   const card = await readModelCard(join(dir, 'm1', 'model.onnx'));
   assert.throws(() => checkEnsembleMembers([{ label: 'a', card }, { label: 'b', card: { ...card, preprocessing: { ...card.preprocessing, kernel: 'cubic' } } }]), /member "b" has preprocessing\.kernel "cubic" but member "a" has "lanczos3"/);
+});
+
+/**
+ * A tiny member: image [N,2,2,3] uint8 -> Cast -> ReduceMean over H,W = features [N,3] -> MatMul W [3,2]
+ * = logits -> Softmax = probabilities; `pool` replaces the pooling nodes (e.g. with an opset-12 Squeeze).
+ */
+function tinyMember(label: string, opset: number, weights: number[], softmaxAxis: number, pool?: NodeProto[]): EnsembleMember {
+  const model: ModelProto = {
+    ir_version: opset >= 13 ? 8 : 7,
+    opset_import: [{ domain: '', version: opset }],
+    graph: {
+      name: label,
+      node: [
+        node('Cast', ['image'], ['x'], 'cast', { to: DataType.FLOAT }),
+        ...(pool ?? [node('ReduceMean', ['x'], ['features'], 'pool', { axes: [1, 2], keepdims: 0 })]),
+        node('MatMul', ['features', 'w'], ['logits'], 'head'),
+        node('Softmax', ['logits'], ['probabilities'], 'softmax', { axis: softmaxAxis }),
+      ],
+      initializer: [floatTensor('w', [3, 2], weights)],
+      input: [valueInfo('image', DataType.UINT8, ['N', 2, 2, 3])],
+      output: [valueInfo('probabilities', DataType.FLOAT, ['N', 2]), valueInfo('logits', DataType.FLOAT, ['N', 2]), valueInfo('features', DataType.FLOAT, ['N', 3])],
+    },
+  };
+  const card = { name: label, classes: ARTISTS, input: 'image', outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' }, preprocessing: { height: 2, width: 2 }, base: { featureDim: 3 } } as unknown as ModelCard;
+  return { label, model, card };
+}
+
+async function runTiny(model: ModelProto, image: Uint8Array): Promise<Float32Array> {
+  const session = await ort.InferenceSession.create(encodeModel(model));
+  const out = await session.run({ image: new ort.Tensor('uint8', image, [image.length / 12, 2, 2, 3]) });
+  await session.release();
+  return out.probabilities.data as Float32Array;
+}
+
+test('ensemble merges an opset-12 member (ReduceMean, Softmax axis 1 on [N,C]) with an opset-13 member at opset 13; refuses an opset-12 Squeeze with axes attribute', async () => {
+  const a = tinyMember('opset12', 12, [0.02, -0.01, 0.005, 0.01, -0.02, 0.03], 1);
+  const b = tinyMember('opset13', 13, [-0.01, 0.02, 0.03, -0.005, 0.01, 0.0], -1);
+  const card = { ...a.card, name: 'ens', base: { featureDim: 6 } } as unknown as ModelCard;
+  const { model, stats } = buildEnsembleModel([a, b], 1, card);
+  assert.deepEqual(model.opset_import.map((o) => [o.domain, Number(o.version)]), [['', 13]]);
+  assert.deepEqual(stats.opsetUpgrades, [{ member: 'opset12', from: 12, to: 13, nodes: 4 }]);
+  const image = Uint8Array.from({ length: 2 * 12 }, (_, i) => (i * 37) % 256);
+  const [pe, pa, pb] = await Promise.all([runTiny(model, image), runTiny(a.model, image), runTiny(b.model, image)]);
+  pe.forEach((p, i) => assert.ok(Math.abs(p - (pa[i] + pb[i]) / 2) <= 1e-6, `probability ${i}: ${p} vs mean ${(pa[i] + pb[i]) / 2}`));
+  assert.ok(pa.some((v, i) => Math.abs(v - pb[i]) > 1e-3), 'members should differ');
+
+  // Squeeze-13 takes axes as an input: an opset-12 Squeeze with an axes attribute cannot be kept as-is.
+  const squeeze = tinyMember('squeezer', 12, [0.02, -0.01, 0.005, 0.01, -0.02, 0.03], 1, [
+    node('ReduceMean', ['x'], ['pooled'], 'pool', { axes: [1, 2], keepdims: 1 }),
+    node('Squeeze', ['pooled'], ['features'], 'squeeze_hw', { axes: [1, 2] }),
+  ]);
+  assert.equal((await runTiny(squeeze.model, image)).length, 4); // a valid opset-12 model on its own
+  assert.throws(() => buildEnsembleModel([b, squeeze], 1, card), /member "squeezer" is opset 12 and the merge needs opset 13, but its node "squeeze_hw" \(Squeeze\) changed meaning or form at opset 13: Squeeze-13 takes `axes` as an input/);
+  // Softmax at axis 1 of a rank-3 input: opset 12 normalises over the last two axes, 13 over axis 1 only.
+  const rank4 = tinyMember('rank4', 12, [0.02, -0.01, 0.005, 0.01, -0.02, 0.03], 1);
+  rank4.model.graph.node[3] = node('Softmax', ['x'], ['probabilities'], 'softmax3', { axis: 1 });
+  rank4.model.graph.value_info = [valueInfo('x', DataType.FLOAT, ['N', 2, 2, 3])];
+  assert.throws(() => buildEnsembleModel([rank4, b], 1, card), /member "rank4" .* node "softmax3" \(Softmax\) applies Softmax at axis 1 of a rank-4 input/);
+  // Equal opsets: nothing to upgrade.
+  assert.deepEqual(buildEnsembleModel([a, { ...a, label: 'again' }], 1, card).stats.opsetUpgrades, []);
 });

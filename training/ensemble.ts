@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { buildEnsembleModel, PROBABILITY_FLOOR, type EnsembleMember } from '../export/ensemble.js';
+import { buildEnsembleModel, planEnsembleOpsets, PROBABILITY_FLOOR, type EnsembleMember } from '../export/ensemble.js';
 import { PARITY_TOLERANCE, type ParityResult } from '../export/parity.js';
 import { resolveModelPath } from '../src/inference/classifier.js';
 import { createSession } from '../src/inference/session.js';
@@ -117,6 +117,10 @@ export async function trainEnsemble(options: EnsembleOptions): Promise<TrainResu
     shas.set(m.sha256, m.label);
   }
   checkEnsembleMembers(members);
+  // Members at a lower opset (int8 `features` models: 12; `finetune`: 13) are merged at the highest one
+  // when their nodes mean the same there; checked before any image is read.
+  const opsetPlan = planEnsembleOpsets(members);
+  for (const u of opsetPlan.upgrades) log(`member ${u.member}: opset ${u.from} merged at opset ${u.to} (${u.nodes} nodes checked compatible)`);
   const ref = members[0].card;
   const classes = ref.classes;
   const c = classes.length;
