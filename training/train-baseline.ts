@@ -34,6 +34,7 @@ import { DEFAULT_PREPROCESS, type PreprocessSpec } from '../src/preprocess/spec.
 import { expectInteger, expectNumber } from '../src/errors.js';
 import { initTrainingBackend } from './backend.js';
 import { loadDataset, seededShuffle, splitDigest, type Sample, type SplitOptions } from './dataset.js';
+import { reseedDropout } from './dropout.js';
 import { accuracyOf, calibrateOnValidation, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 import { applyTemperature } from './head.js';
 import { BASELINE_MIN_INPUT_SIZE, buildBaselineCnn } from './models/baseline.js';
@@ -139,7 +140,6 @@ export async function trainBaseline(options: BaselineOptions): Promise<TrainResu
   log(`decoded ${trainSet.labels.length + valSet.labels.length + testSet.labels.length} images at ${size}x${size} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
   const model = buildBaselineCnn({ inputSize: size, classes: c, seed, learningRate: hp.learningRate, dropout: hp.dropout });
-  const dropoutLayers = model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as { seed?: number }[];
   const predict = (set: PixelSet): Float32Array => predictPixels(model, set.pixels, size);
   const history: BaselineEpochLog[] = [];
   let best: { epoch: number; acc: number; loss: number; weights: tf.Tensor[] } | undefined;
@@ -160,9 +160,8 @@ export async function trainBaseline(options: BaselineOptions): Promise<TrainResu
         if (hp.augment && rng() < 0.5) flipInto(img, batch, k * per, size);
         else batch.set(img, k * per);
       });
-      // A seeded TF.js Dropout draws the same mask at every call: give each step its own seed.
-      for (const layer of dropoutLayers) layer.seed = seed * 1_000_003 + step;
-      step++;
+      // A seeded TF.js Dropout draws the same mask at every call: give each step its own seed (training/dropout.ts).
+      reseedDropout(model, seed, step++);
       const xb = tf.tensor4d(batch, [idx.length, size, size, 3]);
       const yb = tf.oneHot(tf.tensor1d(idx.map((i) => trainSet.labels[i]), 'int32'), c);
       const [l, a] = (await model.trainOnBatch(xb, yb)) as number[];

@@ -18,6 +18,7 @@ import seedrandom from 'seedrandom';
 import type { CutQuantization } from '../../export/finetune-export.js';
 import type { Standardizer } from '../../export/head-to-onnx.js';
 import { seededShuffle } from '../dataset.js';
+import { reseedDropout } from '../dropout.js';
 import { trainHead, type EpochLog, type HeadConfig, type TrainedHead } from '../head.js';
 
 /** Names of the layers added on top of the imported blocks. */
@@ -144,7 +145,8 @@ export function foldStandardizer(kernel: Float32Array, bias: Float32Array, stand
 
 /**
  * Step 1: trains the classifier alone on the top's pooled features of every training view (clean and
- * augmented) and sets it into the top's output layer.
+ * augmented) and sets it into the top's output layer. The warm-up head's Dropout is reseeded at every
+ * step by `trainHead` (training/dropout.ts).
  *
  * @returns the trained head (history, best epoch).
  */
@@ -209,7 +211,8 @@ export function evaluateSet(top: TopModels, set: ActivationSet, shape: Activatio
 /**
  * Step 2: trains the whole top (blocks + classifier) with categorical cross-entropy (+ the Dense L2),
  * keeping the weights of the best epoch on validation accuracy (then lower validation loss), epoch 0
- * included.
+ * included. The top's Dropout (and any in the imported blocks) is reseeded before every step from
+ * `config.seed` and the step number (training/dropout.ts), so its mask changes from step to step.
  *
  * @returns history (epoch 0 first) and the kept epoch.
  */
@@ -225,6 +228,7 @@ export async function fineTune(top: TopModels, train: ActivationSet, validation:
   let best = { epoch: 0, acc: v0.accuracy, loss: v0.loss, weights: model.getWeights().map((w) => w.clone()) };
   const rng = seedrandom(`finetune:${config.seed}`);
   let stoppedBy: 'epochs' | 'patience' | 'time' = 'epochs';
+  let step = 0;
   for (let epoch = 1; epoch <= config.epochs; epoch++) {
     const order = seededShuffle(train.labels.map((_, i) => i), `${rng()}`);
     let lossSum = 0;
@@ -234,6 +238,8 @@ export async function fineTune(top: TopModels, train: ActivationSet, validation:
       const items = idx.map((image) => ({ image, view: Math.floor(rng() * train.viewsPerImage) }));
       const xb = batchTensor(train, items, shape);
       const yb = tf.tidy(() => tf.oneHot(tf.tensor1d(idx.map((i) => train.labels[i]), 'int32'), classes));
+      // A seeded TF.js Dropout repeats its mask at every call: a fresh, reproducible seed per step (training/dropout.ts).
+      reseedDropout(model, config.seed, step++);
       const [l, a] = (await model.trainOnBatch(xb, yb)) as number[];
       tf.dispose([xb, yb]);
       lossSum += l * idx.length;
