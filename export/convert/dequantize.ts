@@ -39,7 +39,9 @@ export interface DequantizeOptions {
   /**
    * Emit `QuantizeLinear -> DequantizeLinear` (clip *and* rounding to the 8-bit grid) instead of
    * `Clip` on every requantised output: the float graph then reproduces the int8 model's
-   * activation rounding too. For onnxruntime checks; the TF.js importer does not take QDQ pairs.
+   * activation rounding too (but accumulates in float, so it is not bit-exact: see
+   * {@link importOnnxToTfjs}'s `int8: 'exact'` for that). For onnxruntime checks; the TF.js importer
+   * does not take QDQ pairs.
    */
   qdq?: boolean;
 }
@@ -215,8 +217,12 @@ export function dequantizeModel(source: ModelProto, opts: DequantizeOptions = {}
   const summary = Object.entries(counts).filter(([k]) => QUANTIZED_OPS.includes(k)).map(([k, v]) => `${v} ${k}`).join(', ');
   const notes = [
     `dequantised ${summary}: weights (q - zp) * scale (per output channel where the scale is a vector), int32 biases * x_scale * w_scale`,
-    `${clips} Clip nodes reproduce the int8 output ranges (${reluClips} with lower bound 0, i.e. folded ReLU/ReLU6); clip policy '${policy}'`,
-    'rounding of activations to the 8-bit grid is not reproduced: the float graph is the ideal dequantised model',
+    ...(opts.qdq
+      ? [`${clips} QuantizeLinear -> DequantizeLinear pairs round every requantised output to its 8-bit grid and range (${reluClips} with lower bound 0, i.e. folded ReLU/ReLU6)`]
+      : [
+          `${clips} Clip nodes reproduce the int8 output ranges (${reluClips} with lower bound 0, i.e. folded ReLU/ReLU6); clip policy '${policy}'`,
+          'rounding of activations to the 8-bit grid is not reproduced: the float graph is the ideal dequantised model',
+        ]),
   ];
   return { model, notes };
 }

@@ -1,13 +1,26 @@
 /**
- * ONNX image classifier -> TF.js LayersModel (functional, tf.layers only plus the registered
- * {@link ClipLayer}).
+ * ONNX image classifier -> TF.js LayersModel (functional, tf.layers plus artist-id's registered
+ * {@link ClipLayer}, and for exact int8 imports {@link RequantizeLayer}, {@link QLinearAddLayer} and
+ * {@link PairSaturationLayer}).
  *
  * - Input: ONNX `[N,C,H,W] float32 NCHW` becomes TF.js `[N,H,W,C] float32 NHWC` (same values,
  *   transposed; e.g. MobileNetV2 `input [N,3,224,224]` normalised -> `[N,224,224,3]` normalised).
  * - Outputs: `[N,K]` unchanged; rank-4 outputs stay NHWC.
- * - QOperator int8 models are first dequantised to float ONNX ({@link dequantizeModel}).
+ * - Quantised models, option `int8`:
+ *   - `'exact'` (default for QOperator int8 models: QLinearConv, QLinearMatMul, ...): the int8
+ *     arithmetic itself, op by op ({@link ./ops/qlinear.ts}): activations rounded onto their 8-bit
+ *     grids (QuantizeLinear: round half to even, saturate), int32 accumulators computed exactly and
+ *     requantised as QLinearConv / QLinearMatMul specify. Logits bit-identical to onnxruntime's
+ *     int8 kernels on MobileNetV2-12-int8 (onnxruntime-node 1.30, x86-64; scripts/import-parity.ts)
+ *     with `arithmetic: 'spec'` (onnxruntime on CPUs with VNNI, or with uint8 weights) and
+ *     `'ort-avx2'` (its u8·s8 kernels on x86 AVX2 without VNNI, which saturate pairs of products to
+ *     int16). Inference only.
+ *   - `'float'` (default for QDQ-format models): the dequantised float graph ({@link dequantizeModel}):
+ *     weights `(q - zp)·scale`, activations clipped to their 8-bit ranges but not rounded: the
+ *     model to fine-tune or re-export. Differs from the int8 model by the activation rounding.
  *
- * Supported ONNX ops: Conv (group 1 or depthwise), BatchNormalization, Relu, Clip, LeakyRelu, Elu,
+ * Supported ONNX ops (exact int8 imports add QuantizeLinear, DequantizeLinear, QLinearConv,
+ * QLinearMatMul and com.microsoft QLinearAdd, QLinearGlobalAveragePool): Conv (group 1 or depthwise), BatchNormalization, Relu, Clip, LeakyRelu, Elu,
  * Selu, Sigmoid, Tanh, Softplus, Softsign, Softmax, Add/Sum/Mul (same shapes), Concat,
  * GlobalAveragePool, GlobalMaxPool, MaxPool, AveragePool, Gemm, MatMul, Flatten, Reshape (to
  * `[N,-1]`), Identity, Dropout, Constant, and Shape/Gather/Unsqueeze/Concat on static shapes.
@@ -16,6 +29,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelProto } from '../../src/onnx/model.js';
 import { toNumber } from '../../src/onnx/model.js';
 import { type ClipPolicy, dequantizeModel, isQuantized } from './dequantize.js';
+import type { PairSaturationLayer, QLinearAddLayer, RequantizeLayer } from './int8-layers.js';
+import { type Int8Arithmetic, qlinearConverters } from './ops/qlinear.js';
 import { fuseMatMulAdd } from './fuse.js';
 import { ImportContext } from './import-context.js';
 import { constValues, describeNode } from './onnx-values.js';
@@ -61,11 +76,42 @@ const CONVERTERS: Record<string, OpConverter> = {
   Unsqueeze: shape.Unsqueeze,
 };
 
-/** ONNX op types the importer converts (after dequantisation). */
+/** ONNX op types the importer converts (float graphs, and int8 graphs after dequantisation). */
 export const SUPPORTED_ONNX_OPS = Object.keys(CONVERTERS);
 
+/** onnxruntime contrib (com.microsoft) QOperator ops of an exact int8 import. */
+const CONTRIB_QLINEAR = ['QLinearAdd', 'QLinearGlobalAveragePool'];
+
+/** True for QOperator graphs (QLinearConv, QLinearMatMul, ...), false for QDQ-only ones. */
+function isQOperator(model: ModelProto): boolean {
+  return model.graph.node.some((n) => n.op_type.startsWith('QLinear'));
+}
+
+/** The import mode of `source` under `opts`, with the options checked. */
+function int8Mode(source: ModelProto, opts: ImportOptions): Int8Import | undefined {
+  if (opts.int8 !== undefined && opts.int8 !== 'exact' && opts.int8 !== 'float') throw new Error(`importOnnxToTfjs: int8 must be 'exact' or 'float', got ${JSON.stringify(opts.int8)}`);
+  if (opts.arithmetic !== undefined && opts.arithmetic !== 'spec' && opts.arithmetic !== 'ort-avx2') throw new Error(`importOnnxToTfjs: arithmetic must be 'spec' or 'ort-avx2', got ${JSON.stringify(opts.arithmetic)}`);
+  if (!isQuantized(source)) return undefined;
+  const mode = opts.int8 ?? (isQOperator(source) ? 'exact' : 'float');
+  if (mode === 'exact' && !isQOperator(source)) throw new Error("importOnnxToTfjs: int8 'exact' needs a QOperator model (QLinearConv, QLinearMatMul, ...); this one is QDQ-format (QuantizeLinear/DequantizeLinear around float ops): use int8: 'float'");
+  if (mode === 'exact' && opts.clip !== undefined) throw new Error("importOnnxToTfjs: clip applies to int8: 'float' imports only (an exact import saturates exactly as the int8 model does)");
+  if (mode === 'float' && opts.arithmetic !== undefined) throw new Error("importOnnxToTfjs: arithmetic applies to int8: 'exact' imports only");
+  return mode;
+}
+
+/** How a quantised source is imported (see the module comment). */
+export type Int8Import = 'exact' | 'float';
+
 export interface ImportOptions {
-  /** Saturation of dequantised activations (int8 models only); default 'all'. */
+  /**
+   * Quantised sources: `'exact'` integer arithmetic or the `'float'` dequantised graph. Default
+   * `'exact'` for QOperator models (QLinear* ops), `'float'` for QDQ-format ones. Ignored for float
+   * sources.
+   */
+  int8?: Int8Import;
+  /** Accumulator arithmetic of an `'exact'` import; default `'spec'` (see {@link Int8Arithmetic}). */
+  arithmetic?: Int8Arithmetic;
+  /** Saturation of dequantised activations of a `'float'` int8 import; default 'all'. */
   clip?: ClipPolicy;
   /** Name of the TF.js model. */
   name?: string;
@@ -83,22 +129,43 @@ export interface ImportResult {
 }
 
 /**
- * Converts an ONNX model (float, or QOperator int8) to a TF.js LayersModel with the weights loaded.
+ * Converts an ONNX model (float, or int8) to a TF.js LayersModel with the weights loaded.
  * Needs an initialised TF.js backend (`initTrainingBackend()`).
  *
+ * An int8 QOperator model is imported with its integer arithmetic by default (`int8: 'exact'`):
+ * e.g. MobileNetV2-12-int8 gives logits identical to onnxruntime's, on the output's 8-bit grid.
+ * Pass `{ int8: 'float' }` for the dequantised float model (fine-tuning, re-export to ONNX), and
+ * `{ arithmetic: onnxruntimeInt8Arithmetic() }` (./int8-reference.ts) to match onnxruntime on the
+ * importing machine's CPU.
+ *
  * @throws Error naming the ONNX node and op type for anything not supported, e.g.
- *   `ONNX node "Resize_3" (Resize): op Resize is not supported`.
+ *   `ONNX node "Resize_3" (Resize): op Resize is not supported`, and naming the option for invalid
+ *   options (e.g. `int8 must be 'exact' or 'float', got "fake"`).
  */
 export async function importOnnxToTfjs(source: ModelProto, opts: ImportOptions = {}): Promise<ImportResult> {
   await tf.ready();
   const notes: string[] = [];
+  const mode = int8Mode(source, opts);
   let model = source;
-  if (isQuantized(source)) {
+  let converters = CONVERTERS;
+  if (mode === 'float') {
     const dq = dequantizeModel(source, { clip: opts.clip });
     model = dq.model;
     notes.push(...dq.notes);
   } else {
     model = structuredClone(source);
+  }
+  if (mode === 'exact') {
+    const arithmetic = opts.arithmetic ?? 'spec';
+    converters = { ...CONVERTERS, ...qlinearConverters(arithmetic) };
+    const ops = Object.keys(qlinearConverters(arithmetic));
+    const counts = ops.map((op) => [op, model.graph.node.filter((n) => n.op_type === op).length] as const).filter(([, c]) => c > 0);
+    notes.push(
+      `int8 imported exactly (${counts.map(([op, c]) => `${c} ${op}`).join(', ')}): tensors hold q - zero_point as float32 integers, accumulators are exact, outputs requantised with onnxruntime's float32 multipliers and round half to even`,
+      arithmetic === 'ort-avx2'
+        ? "arithmetic 'ort-avx2': u8·s8 products summed in pairs with int16 saturation, as onnxruntime's AVX2 kernels without VNNI do"
+        : "arithmetic 'spec': exact int32 accumulation (onnxruntime with VNNI, on ARM, or with uint8 weights)",
+    );
   }
   const graph = model.graph;
   notes.push(...fuseMatMulAdd(graph));
@@ -134,9 +201,10 @@ export async function importOnnxToTfjs(source: ModelProto, opts: ImportOptions =
 
   try {
     for (const n of graph.node) {
-      const convert = CONVERTERS[n.op_type];
-      if (!convert || (n.domain && n.domain !== 'ai.onnx')) {
-        throw new Error(`Cannot import ${describeNode(n)}: op ${n.domain ? `${n.domain}.` : ''}${n.op_type} is not supported (supported: ${SUPPORTED_ONNX_OPS.join(', ')})`);
+      const convert = converters[n.op_type];
+      const domainOk = !n.domain || n.domain === 'ai.onnx' || (mode === 'exact' && n.domain === 'com.microsoft' && CONTRIB_QLINEAR.includes(n.op_type));
+      if (!convert || !domainOk) {
+        throw new Error(`Cannot import ${describeNode(n)}: op ${n.domain ? `${n.domain}.` : ''}${n.op_type} is not supported (supported: ${Object.keys(converters).join(', ')})`);
       }
       convert(ctx, n);
     }

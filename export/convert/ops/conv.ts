@@ -44,29 +44,37 @@ export const Conv: OpConverter = (ctx, n) => {
   const a = new Attrs(n);
   a.only(['auto_pad', 'dilations', 'group', 'kernel_shape', 'pads', 'strides']);
   const x = ctx.tensor(n.input[0], n);
-  if (x.layout !== 'nhwc') throw new Error(`${describeNode(n)}: only 2-D convolution on [N,C,H,W] input is supported`);
   const w = ctx.constant(n.input[1], n);
-  if (w.dims.length !== 4) throw new Error(`${describeNode(n)}: only 2-D convolution is supported (weight dims [${w.dims.join(',')}])`);
   const bias = n.input[2] ? ctx.constant(n.input[2], n) : undefined;
-  const group = a.int('group', 1);
+  ctx.setTensor(n.output[0], convolve(ctx, n, x, w, bias, a.int('group', 1)), 'nhwc');
+};
+
+/**
+ * conv2d (group 1) or depthwiseConv2d (group == channels) of `x` with the ONNX weight
+ * `w [M, C/group, kh, kw]` and optional bias `[M]`, padded as node `n`'s attributes say. Shared by
+ * Conv and QLinearConv (whose weights are then the integers `w - w_zero_point`).
+ *
+ * @returns the NHWC output `[N, H', W', M]`.
+ */
+export function convolve(ctx: ImportContext, n: NodeProto, x: { t: tf.SymbolicTensor; layout: string }, w: ConstTensor, bias: ConstTensor | undefined, group: number, suffix = ''): tf.SymbolicTensor {
+  if (x.layout !== 'nhwc') throw new Error(`${describeNode(n)}: only 2-D convolution on [N,C,H,W] input is supported`);
+  if (w.dims.length !== 4) throw new Error(`${describeNode(n)}: only 2-D convolution is supported (weight dims [${w.dims.join(',')}])`);
   const cin = x.t.shape[3] as number;
   const [m, cPerGroup, kh, kw] = w.dims;
   const { strides, dilations, pads } = spatialAttrs(n, x.t, [kh, kw]);
   const padded = padFor(ctx, n, x.t, pads, [kh, kw], strides, dilations);
-  const common = { kernelSize: [kh, kw], strides, dilationRate: dilations, padding: padded.padding, useBias: bias !== undefined, name: ctx.layerName(n) } as const;
-  let out: tf.SymbolicTensor;
+  const kernelSize: [number, number] = [kh, kw];
+  const common = { kernelSize, strides, dilationRate: dilations, padding: padded.padding, useBias: bias !== undefined, name: ctx.layerName(n, suffix) };
+  const biasWeights = bias ? [tf.tensor1d(Float32Array.from(bias.values))] : [];
   if (group === 1) {
     if (cPerGroup !== cin) throw new Error(`${describeNode(n)}: weight expects ${cPerGroup} input channels, input has ${cin}`);
-    const layer = tf.layers.conv2d({ ...common, filters: m, kernelSize: [kh, kw], strides, dilationRate: dilations });
-    out = ctx.apply(layer, padded.x, [oihwToHwio(w), ...(bias ? [tf.tensor1d(Float32Array.from(bias.values))] : [])]);
-  } else if (group === cin && cPerGroup === 1 && m % cin === 0) {
-    const layer = tf.layers.depthwiseConv2d({ ...common, depthMultiplier: m / cin, kernelSize: [kh, kw], strides, dilationRate: dilations });
-    out = ctx.apply(layer, padded.x, [depthwiseKernel(w, cin), ...(bias ? [tf.tensor1d(Float32Array.from(bias.values))] : [])]);
-  } else {
-    throw new Error(`${describeNode(n)}: grouped convolution with group ${group} on ${cin} channels is not supported (only group 1 or depthwise group == channels)`);
+    return ctx.apply(tf.layers.conv2d({ ...common, filters: m }), padded.x, [oihwToHwio(w), ...biasWeights]);
   }
-  ctx.setTensor(n.output[0], out, 'nhwc');
-};
+  if (group === cin && cPerGroup === 1 && m % cin === 0) {
+    return ctx.apply(tf.layers.depthwiseConv2d({ ...common, depthMultiplier: m / cin }), padded.x, [depthwiseKernel(w, cin), ...biasWeights]);
+  }
+  throw new Error(`${describeNode(n)}: grouped convolution with group ${group} on ${cin} channels is not supported (only group 1 or depthwise group == channels)`);
+}
 
 /** ONNX depthwise weight `[C*mult, 1, kh, kw]` (output channel c*mult + j) -> TF `[kh, kw, C, mult]`. */
 function depthwiseKernel(w: ConstTensor, channels: number): tf.Tensor4D {
