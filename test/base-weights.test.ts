@@ -134,6 +134,7 @@ test('download, then cache hit with no further request', async () => {
   const cache = path.join(tmp, 'cache');
   const progress: Array<[number, number | undefined]> = [];
   const logs: string[] = [];
+  await mkdir(path.join(tmp, 'empty'), { recursive: true });
   const first = await resolveBaseWeights(NAME, {
     cacheDir: cache,
     weightsDir: path.join(tmp, 'empty'),
@@ -211,7 +212,17 @@ test('first URL 404, second URL OK: success from the second', async () => {
   assert.ok(logs.some((line) => line.includes('404')), logs.join('\n'));
 });
 
+test('a weights folder that does not exist is an error, not a silent download', async () => {
+  const requestsBefore = requests.length;
+  await assert.rejects(
+    resolveBaseWeights(NAME, { cacheDir: path.join(tmp, 'typo-cache'), weightsDir: path.join(tmp, 'no-such-folder'), urls: [url('weights')] }),
+    new RegExp(`Expected an existing folder for weights folder \\(--weights-dir\\) but received "${path.join(tmp, 'no-such-folder')}"`),
+  );
+  assert.equal(requests.length, requestsBefore, 'nothing was downloaded');
+});
+
 test('all URLs fail: one error listing each URL and why, with the --weights-dir hint', async () => {
+  await mkdir(path.join(tmp, 'nowhere'), { recursive: true });
   await assert.rejects(
     resolveBaseWeights(NAME, { cacheDir: tmp, weightsDir: path.join(tmp, 'nowhere'), urls: [url('missing'), deadUrl, url('other')] }),
     (error: Error) => {

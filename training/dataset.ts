@@ -55,6 +55,15 @@ const KERAS_DIRS = ['train', 'validation', 'test'] as const;
  * @throws Error when the folder is missing, has fewer than two artists, names unknown artists, or an
  *   artist has fewer images than the split asks for.
  */
+/**
+ * The layout of a dataset folder: `keras` when it holds train/, validation/ and test/ (whose folders are
+ * the split), else `flat`. Does not validate the folder (see {@link loadDataset}).
+ */
+export async function datasetLayout(root: string): Promise<'flat' | 'keras'> {
+  const top = await subfolders(root).catch(() => [] as string[]);
+  return KERAS_DIRS.every((d) => top.includes(d)) ? 'keras' : 'flat';
+}
+
 export async function loadDataset(root: string, options: SplitOptions = {}): Promise<SplitDataset> {
   const split = options.split ?? DEFAULT_SPLIT;
   const seed = options.seed ?? DEFAULT_SEED;

@@ -30,7 +30,7 @@ import { initTrainingBackend } from './backend.js';
 import { loadDataset, splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
 import { DEFAULT_OPEN_SET_SCORE, fitHeadOpenSet, measuredOpenSetAuroc } from './open-set.js';
-import { DEFAULT_HEAD, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
+import { DEFAULT_HEAD, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
 import type { EnsembleOptions } from './ensemble.js';
 import type { FinetuneOptions } from './finetune.js';
 import type { BaselineOptions } from './train-baseline.js';
@@ -113,6 +113,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   const seed = options.seed ?? 42;
   const featureKind = options.features ?? 'style';
   const config: HeadConfig = { ...DEFAULT_HEAD, seed, ...ROUTE_HEAD_DEFAULTS[featureKind], ...options.head };
+  validateHeadConfig(config); // before minutes of feature extraction, not after
   const baseName = options.base ?? 'mobilenetv2-12-int8';
   const baseInfo = BASE_WEIGHTS[baseName];
 

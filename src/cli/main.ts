@@ -208,6 +208,10 @@ option to a method it does not apply to is an error.`)
       if (method !== 'ensemble' && !opts.data) throw new Error(`Expected --data <dir> (a folder of paintings) for --method ${method} but received nothing`);
       if (method === 'ensemble' && !opts.members) throw new Error('Expected --members <list> (at least 2 trained models) for --method ensemble but received nothing');
       const { train: runTraining } = await import('../../training/train.js');
+      if (command.getOptionValueSource('split') === 'cli' && opts.data) {
+        const { datasetLayout } = await import('../../training/dataset.js');
+        if ((await datasetLayout(opts.data)) === 'keras') throw new Error(`--split applies to the flat layout <data>/<artist>/, but ${JSON.stringify(opts.data)} has the Keras layout train/, validation/, test/, whose folders already are the split: drop --split`);
+      }
       const common = { out: opts.out, name: opts.name, overwrite: opts.overwrite };
       const split = { data: opts.data, artists: opts.artists, split: opts.split, seed: opts.seed };
       const head = defined({ epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, hidden: opts.hidden, dropout: opts.dropout, l2: opts.l2, batchNorm: opts.batchNorm, lrSchedule: opts.lrSchedule });

@@ -3,7 +3,7 @@
  * cache, or downloaded from public mirrors — always checked against a pinned sha256.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -188,6 +188,10 @@ export async function resolveBaseWeights(name: string, options: ResolveBaseWeigh
   //    to silently download something else.
   const weightsDir = options.weightsDir ?? (env.ARTIST_ID_WEIGHTS_DIR || undefined);
   if (weightsDir !== undefined) {
+    // A mistyped folder must not turn into a silent download.
+    if (!statSync(weightsDir, { throwIfNoEntry: false })?.isDirectory()) {
+      throw invalidParameterError(options.weightsDir !== undefined ? 'weights folder (--weights-dir)' : 'ARTIST_ID_WEIGHTS_DIR', 'an existing folder', weightsDir);
+    }
     const localPath = join(weightsDir, info.fileName);
     if (existsSync(localPath)) {
       const sha256 = await sha256File(localPath);
