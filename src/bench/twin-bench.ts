@@ -116,7 +116,7 @@ export async function measureTwins(referencePath: string, batch: number, images:
     runners.push(await bytesRunner(int8Bytes, referencePath, batch, images, {}, 'int8 QOperator file, onnxruntime defaults'));
     runners.push(await bytesRunner(fp32Bytes, `${referencePath} (dequantised fp32)`, batch, images, {}, 'dequantised fp32 graph, onnxruntime defaults'));
     const start = performance.now();
-    const imported = await importOnnxToTfjs(proto, { int8: 'float' }) // the fp32 twin of the dequantised graph, not the exact-integer import;
+    const imported = await importOnnxToTfjs(proto, { int8: 'float' }); // the fp32 twin of the dequantised graph, not the exact-integer import
     const tfjs = tfjsRunner(tf, imported.model, imported.inputShape, batch, images, backend.name, `${referencePath} (imported to TF.js)`, performance.now() - start);
     runners.push(tfjs);
     const [int8, fp32, tfjsResult] = await benchGroup(runners, options);
