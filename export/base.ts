@@ -68,22 +68,28 @@ export function buildFeatureModel(base: ModelProto, info: BaseGraphInfo, spec: P
 }
 
 /**
- * Replaces the model's float NCHW input `inputName` with `image` `[N,H,W,3] uint8 NHWC` sRGB and
+ * Replaces the model's float input `inputName` with `image` `[N,H,W,3] uint8 NHWC` sRGB and
  * the nodes that normalise it as `spec` says. Modifies `model` in place.
+ *
+ * @param layout - layout of `inputName`: `nchw` (default; ONNX Model Zoo bases) adds a Transpose;
+ *   `nhwc` (models exported from TF.js by exportTfjsToOnnx, e.g. VGG16) normalises in place.
  */
-export function prependPreprocessing(model: ModelProto, inputName: string, spec: PreprocessSpec): void {
+export function prependPreprocessing(model: ModelProto, inputName: string, spec: PreprocessSpec, layout: 'nchw' | 'nhwc' = 'nchw'): void {
   const graph = model.graph;
   // ((x / 255) - mean) / std == x * (1 / (255 std)) + (-mean / std): one Mul and one Add.
   const scale = spec.std.map((s) => 1 / (255 * s));
   const shift = spec.mean.map((m, i) => -m / spec.std[i]);
+  const nchw = layout === 'nchw';
+  const scaled = nchw ? 'artist_id/image_nchw' : 'artist_id/image_f32';
   const prefix = [
     node('Cast', [TENSOR.image], ['artist_id/image_f32'], 'artist_id/cast', { to: DataType.FLOAT }),
-    node('Transpose', ['artist_id/image_f32'], ['artist_id/image_nchw'], 'artist_id/to_nchw', { perm: [0, 3, 1, 2] }),
-    node('Mul', ['artist_id/image_nchw', 'artist_id/norm_scale'], ['artist_id/image_scaled'], 'artist_id/norm_mul'),
+    ...(nchw ? [node('Transpose', ['artist_id/image_f32'], ['artist_id/image_nchw'], 'artist_id/to_nchw', { perm: [0, 3, 1, 2] })] : []),
+    node('Mul', [scaled, 'artist_id/norm_scale'], ['artist_id/image_scaled'], 'artist_id/norm_mul'),
     node('Add', ['artist_id/image_scaled', 'artist_id/norm_shift'], [inputName], 'artist_id/norm_add'),
   ];
   graph.node = [...prefix, ...graph.node];
-  graph.initializer.push(floatTensor('artist_id/norm_scale', [1, 3, 1, 1], scale), floatTensor('artist_id/norm_shift', [1, 3, 1, 1], shift));
+  const channelShape = nchw ? [1, 3, 1, 1] : [1, 1, 1, 3];
+  graph.initializer.push(floatTensor('artist_id/norm_scale', channelShape, scale), floatTensor('artist_id/norm_shift', channelShape, shift));
   graph.input = [
     valueInfo(TENSOR.image, DataType.UINT8, ['N', spec.height, spec.width, 3], 'RGB image, uint8 NHWC'),
     ...graph.input.filter((v) => v.name !== inputName),

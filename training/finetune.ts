@@ -141,6 +141,9 @@ export async function trainFinetune(options: FinetuneOptions): Promise<TrainResu
     seed,
   };
   const baseName = options.base ?? 'mobilenetv2-12-int8';
+  if (baseName !== 'mobilenetv2-12-int8') {
+    throw new Error(`Expected base "mobilenetv2-12-int8" for the finetune method but received ${JSON.stringify(baseName)}: fine-tuning cuts MobileNetV2's int8 graph (MOBILENETV2_INT8_CUTS); vgg16 is available to the features method only`);
+  }
   const baseInfo = BASE_WEIGHTS[baseName];
   const cut = MOBILENETV2_INT8_CUTS[trainBlocks];
 

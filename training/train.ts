@@ -25,6 +25,7 @@ import { createSession } from '../src/inference/session.js';
 import type { ModelCard } from '../src/model/card.js';
 import { decodeModel, encodeModel } from '../src/onnx/model.js';
 import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
+import { invalidParameterError } from '../src/errors.js';
 import { BASE_WEIGHTS, resolveBaseWeights, type BaseWeightsName } from '../src/weights/base-weights.js';
 import { initTrainingBackend } from './backend.js';
 import { loadDataset, splitDigest, type Sample, type SplitOptions } from './dataset.js';
@@ -53,11 +54,20 @@ export interface TrainOptions extends SplitOptions {
   out: string;
   /** Model name recorded in the card; default: the out folder's name. */
   name?: string;
-  /** Base weights name (see BASE_WEIGHTS). */
+  /**
+   * Base weights name (see BASE_WEIGHTS): `mobilenetv2-12-int8` (default) or `vgg16` (Keras ImageNet
+   * weights rebuilt in TF.js and exported to ONNX, export/vgg16-base.ts; pooled features only, with its
+   * own caffe preprocessing VGG16_PREPROCESS recorded in the card).
+   */
   base?: BaseWeightsName;
   /** Local folder holding base weights (else env ARTIST_ID_WEIGHTS_DIR, cache, download). */
   weightsDir?: string;
-  /** Bottleneck features: `style` (mean/std/Gram statistics, the default) or `pooled` (global average pool of the final map). */
+  /** Also accept base weights with this sha256 (another revision; see resolveBaseWeights). Default: `$ARTIST_ID_WEIGHTS_SHA256`. */
+  acceptSha256?: string;
+  /**
+   * Bottleneck features: `style` (mean/std/Gram statistics, the default for MobileNetV2) or `pooled`
+   * (global average pool of the final map; the default and only choice for VGG16, whose style layers are not defined).
+   */
   features?: 'pooled' | 'style';
   /** Head hyperparameter overrides. */
   head?: Partial<HeadConfig>;
@@ -111,10 +121,18 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const started = performance.now();
   const seed = options.seed ?? 42;
-  const featureKind = options.features ?? 'style';
+  const baseName = options.base ?? 'mobilenetv2-12-int8';
+  if (!Object.hasOwn(BASE_WEIGHTS, baseName)) {
+    throw invalidParameterError('base', `one of ${Object.keys(BASE_WEIGHTS).map((k) => JSON.stringify(k)).join(', ')}`, baseName);
+  }
+  const isVgg16 = baseName === 'vgg16';
+  if (isVgg16 && options.features === 'style') {
+    throw new Error('Expected features "pooled" with base vgg16 but received "style": the style statistics read MobileNetV2 layers (MOBILENETV2_STYLE_LAYERS); use --features pooled (the default for vgg16)');
+  }
+  const featureKind = options.features ?? (isVgg16 ? 'pooled' : 'style');
+  const spec = isVgg16 ? (await import('../export/vgg16-base.js')).VGG16_PREPROCESS : DEFAULT_PREPROCESS;
   const config: HeadConfig = { ...DEFAULT_HEAD, seed, ...ROUTE_HEAD_DEFAULTS[featureKind], ...options.head };
   validateHeadConfig(config); // before minutes of feature extraction, not after
-  const baseName = options.base ?? 'mobilenetv2-12-int8';
   const baseInfo = BASE_WEIGHTS[baseName];
 
   await checkOutputFolder(resolve(options.out), options.overwrite ?? false);
@@ -125,17 +143,17 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   const split = options.split ?? [240, 30, 30];
   log(`data: ${dataset.root} (${dataset.layout} layout), ${dataset.classes.length} artists, ${dataset.train.length}/${dataset.validation.length}/${dataset.test.length} train/validation/test images, seed ${seed}`);
 
-  const weights = await resolveBaseWeights(baseName, { weightsDir: options.weightsDir, log });
+  const weights = await resolveBaseWeights(baseName, { weightsDir: options.weightsDir, acceptSha256: options.acceptSha256, log });
   log(`base: ${baseName} (${weights.source}: ${weights.path})`);
-  const baseModel = decodeModel(await readFile(weights.path), weights.path);
-  const featureModel =
-    featureKind === 'style'
-      ? buildStyleFeatureModel(baseModel, baseInfo, DEFAULT_PREPROCESS, MOBILENETV2_STYLE_LAYERS)
-      : buildFeatureModel(baseModel, baseInfo, DEFAULT_PREPROCESS);
+  const featureModel = isVgg16
+    ? await (await import('../export/vgg16-base.js')).buildVgg16FeatureModel(weights.path, spec)
+    : featureKind === 'style'
+      ? buildStyleFeatureModel(decodeModel(await readFile(weights.path), weights.path), baseInfo, spec, MOBILENETV2_STYLE_LAYERS)
+      : buildFeatureModel(decodeModel(await readFile(weights.path), weights.path), baseInfo, spec);
   const featureDim = featureKind === 'style' ? styleFeatureDim(MOBILENETV2_STYLE_LAYERS) : baseInfo.featureDim;
   const featureBytes = encodeModel(featureModel);
   const { session: featureSession } = await createSession(featureBytes, { provider: 'auto' });
-  const extractor: FeatureExtractor = { session: featureSession, modelKey: featureModelKey(featureBytes), spec: DEFAULT_PREPROCESS, featureDim };
+  const extractor: FeatureExtractor = { session: featureSession, modelKey: featureModelKey(featureBytes), spec, featureDim };
   log(`bottleneck features: ${featureKind}, ${featureDim}-d`);
 
   const digests: Record<string, string> = {};
@@ -178,7 +196,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
     format: 'artist-id/1',
     name: options.name ?? out.split(/[\\/]/).pop()!,
     classes: dataset.classes,
-    preprocessing: DEFAULT_PREPROCESS,
+    preprocessing: spec,
     input: 'image',
     outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' },
     base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim },
@@ -207,7 +225,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   const draft = encodeModel(openSetFit.addToModel(spliceHead(featureModel, headGraph, card)));
   const { session: exported } = await createSession(draft, { provider: 'cpu' });
   const parityPaths = (dataset.test.length ? dataset.test : dataset.validation).map((s) => s.path).slice(0, options.parityImages ?? 32);
-  const parity = await checkParity(exported, featureSession, (f) => predictHead(head, f), parityPaths, DEFAULT_PREPROCESS);
+  const parity = await checkParity(exported, featureSession, (f) => predictHead(head, f), parityPaths, spec);
   log(`export parity: max |p_onnx - p_tfjs| = ${parity.maxAbsDiff.toExponential(2)} over ${parity.images} images (tolerance ${parity.tolerance}), top-1 disagreements ${parity.top1Disagreements}`);
   await Promise.all([exported.release(), featureSession.release()]);
 

@@ -74,6 +74,7 @@ const TRAIN_FLAG_METHODS: Record<string, readonly TrainMethod[]> = {
   '--input-size': ['baseline'],
   '--no-augment': ['baseline'],
   '--features': ['features'],
+  '--base': ['features'],
   '--hidden': ['features'],
   '--batch-norm': ['features'],
   '--lr-schedule': ['features'],
@@ -184,6 +185,7 @@ Exit status:
     .option('--learning-rate <lr>', 'learning rate (defaults: baseline RMSprop 1e-4, features Adam 1e-3, finetune 1e-4)', asArgument((v) => expectNumber('--learning-rate', v, 1e-9, 1)))
     .option('--input-size <px>', `baseline: input width = height in pixels, >= 46 (default ${BASELINE_DEFAULT_INPUT_SIZE}; the slides used 150)`, asArgument((v) => expectInteger('--input-size', v, 46, 1024)))
     .option('--no-augment', 'baseline: no random horizontal flips of training images')
+    .addOption(new Option('--base <name>', 'features: frozen ImageNet base; vgg16 (the slides\' base, Keras weights file) takes pooled features only').choices(['mobilenetv2-12-int8', 'vgg16']).default('mobilenetv2-12-int8'))
     .addOption(new Option('--features <kind>', 'features: style statistics (mean/std/Gram of several maps, default) or the pooled final map').choices(['style', 'pooled']))
     .option('--hidden <n>', 'features: hidden units of the dense head, 0 for logistic regression (default: 0 for style, 64 for pooled)', asArgument((v) => expectInteger('--hidden', v, 0, 4096)))
     .option('--dropout <rate>', 'dropout rate in [0,1) (defaults: baseline 0.5, features 0.2 style / 0.5 pooled, finetune head 0.5)', asArgument((v) => expectNumber('--dropout', v, 0, 0.99)))
@@ -220,7 +222,7 @@ option to a method it does not apply to is an error.`)
           await runTraining({ method, ...common, ...split, ...defined({ inputSize: opts.inputSize, epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, dropout: opts.dropout, augment: opts.augment }) });
           return;
         case 'features':
-          await runTraining({ method, ...common, ...split, weightsDir: opts.weightsDir, features: opts.features, head });
+          await runTraining({ method, ...common, ...split, base: opts.base, weightsDir: opts.weightsDir, features: opts.features, head });
           return;
         case 'finetune':
           await runTraining({

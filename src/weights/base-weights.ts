@@ -1,6 +1,7 @@
 /**
- * Pretrained ImageNet base weights (ONNX) for training: found in a local folder, in the user
- * cache, or downloaded from public mirrors — always checked against a pinned sha256.
+ * Pretrained ImageNet base weights (ONNX, or Keras HDF5 for VGG16) for training: found in a local
+ * folder, in the user cache, or downloaded from public mirrors — always checked against a pinned
+ * checksum (sha256, or the md5 Keras itself pins where artist-id has no verified sha256).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs';
@@ -16,8 +17,15 @@ import { cacheDir } from '../paths.js';
 export interface BaseWeightsInfo {
   /** File name, the same in a local folder, in the cache and at the end of each URL. */
   fileName: string;
-  /** Pinned sha256 (lower-case hex) of the revision artist-id was built and tested against. */
-  sha256: string;
+  /**
+   * Pinned sha256 (lower-case hex) of the revision artist-id was built and tested against; `null`
+   * when not known (then {@link md5} pins the file).
+   */
+  sha256: string | null;
+  /** Pinned md5 (lower-case hex) as published by the file's upstream, accepted like the sha256. */
+  md5?: string;
+  /** `onnx` (default): an ONNX graph; `keras-h5`: Keras HDF5 weights rebuilt in TF.js and exported. */
+  format?: 'onnx' | 'keras-h5';
   /** Size in bytes of the pinned revision. */
   size: number;
   /** Download mirrors, tried in order. */
@@ -54,6 +62,36 @@ export const BASE_WEIGHTS = {
     featureTensor: '627',
     /** 1280 channels in tensor `627`. */
     featureDim: 1280,
+  },
+  /**
+   * VGG16 (Simonyan & Zisserman 2014, configuration D; the slides' base), ImageNet-1k, the Keras
+   * applications `include_top=False` weights (MIT-licensed Keras; weights from the VGG authors, CC BY 4.0).
+   * Rebuilt in TF.js (training/models/vgg16.ts) and exported to ONNX by export/vgg16-base.ts.
+   *
+   * Checksum note: Keras pins this file by md5 only (keras/src/applications/vgg16.py,
+   * `WEIGHTS_PATH_NO_TOP` with `file_hash="6d6bbae143d832006294945121d1f1fc"`). artist-id has not
+   * downloaded the file, so its sha256 is not known here and is deliberately not invented: the file
+   * is accepted when its md5 is Keras's, or when its sha256 is accepted explicitly
+   * (`ARTIST_ID_WEIGHTS_SHA256` / option `acceptSha256`). Pin the sha256 here once verified.
+   */
+  vgg16: {
+    fileName: 'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5',
+    sha256: null,
+    md5: '6d6bbae143d832006294945121d1f1fc',
+    /** 58,889,256 bytes (training/h5/vgg16-weights.ts). */
+    size: 58_889_256,
+    format: 'keras-h5',
+    /** Keras applications bucket (what `keras.applications.VGG16(weights='imagenet', include_top=False)` fetches), then the original release. */
+    urls: [
+      'https://storage.googleapis.com/tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5',
+      'https://github.com/fchollet/deep-learning-models/releases/download/v0.1/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5',
+    ],
+    /** Not an ONNX graph: the normalised NHWC input of the exported TF.js model (export/vgg16-base.ts). */
+    inputName: 'artist_id/normalized',
+    /** The Keras layer whose output is globally average pooled: `block5_pool`, [N,7,7,512] at 224. */
+    featureTensor: 'block5_pool',
+    /** 512 channels. */
+    featureDim: 512,
   },
 } as const satisfies Record<string, BaseWeightsInfo>;
 
@@ -92,11 +130,21 @@ export interface ResolveBaseWeightsOptions {
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const HINT_DIR = 'pass --weights-dir <folder> or set ARTIST_ID_WEIGHTS_DIR=<folder> to a folder holding';
 
-/** Streams a file through sha256 (the files are megabytes; no need to hold them in memory). */
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+/** A file's digests (lower-case hex). */
+interface Digests {
+  sha256: string;
+  md5: string;
+}
+
+/** Streams a file through sha256 and md5 (the files are megabytes; no need to hold them in memory). */
+async function hashFile(path: string): Promise<Digests> {
+  const sha = createHash('sha256');
+  const md5 = createHash('md5');
+  for await (const chunk of createReadStream(path)) {
+    sha.update(chunk as Buffer);
+    md5.update(chunk as Buffer);
+  }
+  return { sha256: sha.digest('hex'), md5: md5.digest('hex') };
 }
 
 /** Turns a fetch failure into a short reason; undici hides the real cause (ECONNREFUSED...) in `cause`. */
@@ -116,7 +164,7 @@ async function download(
   dir: string,
   fileName: string,
   onProgress: ResolveBaseWeightsOptions['onProgress'],
-): Promise<{ tempPath: string; sha256: string }> {
+): Promise<{ tempPath: string } & Digests> {
   // fetch follows redirects by default (GitHub raw -> LFS media, Hugging Face -> CDN).
   const response = await fetch(url, { redirect: 'follow' });
   if (!response.ok || !response.body) {
@@ -128,10 +176,12 @@ async function download(
   // rename stays on one file system, so it is atomic.
   const tempPath = join(dir, `.${fileName}.${process.pid}.${randomBytes(4).toString('hex')}.part`);
   const hash = createHash('sha256');
+  const md5 = createHash('md5');
   let received = 0;
   const meter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       hash.update(chunk);
+      md5.update(chunk);
       received += chunk.length;
       onProgress?.(received, total);
       callback(null, chunk);
@@ -143,7 +193,7 @@ async function download(
     await rm(tempPath, { force: true });
     throw error;
   }
-  return { tempPath, sha256: hash.digest('hex') };
+  return { tempPath, sha256: hash.digest('hex'), md5: md5.digest('hex') };
 }
 
 /**
@@ -179,8 +229,9 @@ export async function resolveBaseWeights(name: string, options: ResolveBaseWeigh
   if (accepted !== undefined && !SHA256_HEX.test(accepted)) {
     throw invalidParameterError(acceptParam, 'sha256 as 64 hexadecimal digits', acceptRaw);
   }
-  const isAccepted = (sha: string) => sha === info.sha256 || sha === accepted;
-  const acceptedText = accepted ? `${info.sha256} (pinned) or ${accepted} (accepted)` : info.sha256;
+  const isAccepted = (d: Digests) => (info.sha256 !== null && d.sha256 === info.sha256) || (info.md5 !== undefined && d.md5 === info.md5) || d.sha256 === accepted;
+  const pinned = [info.sha256 !== null ? `sha256 ${info.sha256}` : undefined, info.md5 !== undefined ? `md5 ${info.md5}` : undefined].filter(Boolean).join(' or ');
+  const acceptedText = accepted ? `${pinned} (pinned) or sha256 ${accepted} (accepted)` : pinned;
   const offline = options.offline ?? ['1', 'true'].includes((env.ARTIST_ID_OFFLINE ?? '').toLowerCase());
   const lookedAt: string[] = [];
 
@@ -194,12 +245,13 @@ export async function resolveBaseWeights(name: string, options: ResolveBaseWeigh
     }
     const localPath = join(weightsDir, info.fileName);
     if (existsSync(localPath)) {
-      const sha256 = await sha256File(localPath);
-      if (isAccepted(sha256)) return { path: localPath, sha256, source: 'local' };
+      const digests = await hashFile(localPath);
+      const { sha256 } = digests;
+      if (isAccepted(digests)) return { path: localPath, sha256, source: 'local' };
       throw new Error(
         `Base weights "${name}": checksum mismatch for ${localPath}\n` +
-          `  expected sha256: ${acceptedText}\n` +
-          `  file sha256:     ${sha256}\n` +
+          `  expected: ${acceptedText}\n` +
+          `  file sha256:     ${sha256}${info.md5 !== undefined ? ` (md5 ${digests.md5})` : ''}\n` +
           `The file is corrupt or another revision. Replace it with the pinned file, or accept this ` +
           `revision explicitly with ARTIST_ID_WEIGHTS_SHA256=${sha256} (option acceptSha256).`,
       );
@@ -212,8 +264,9 @@ export async function resolveBaseWeights(name: string, options: ResolveBaseWeigh
   const cacheWeightsDir = join(options.cacheDir ?? cacheDir(), 'weights');
   const cachePath = join(cacheWeightsDir, info.fileName);
   if (existsSync(cachePath)) {
-    const sha256 = await sha256File(cachePath);
-    if (isAccepted(sha256)) return { path: cachePath, sha256, source: 'cache' };
+    const digests = await hashFile(cachePath);
+    const { sha256 } = digests;
+    if (isAccepted(digests)) return { path: cachePath, sha256, source: 'cache' };
     log(`Ignoring cached ${cachePath}: sha256 ${sha256} is not ${acceptedText}.`);
     lookedAt.push(`${cachePath} (sha256 ${sha256} does not match)`);
   } else {
@@ -236,7 +289,7 @@ export async function resolveBaseWeights(name: string, options: ResolveBaseWeigh
   let checksumRefused = false;
   for (const url of urls) {
     log(`Downloading base weights "${name}" from ${url}`);
-    let result: { tempPath: string; sha256: string };
+    let result: { tempPath: string } & Digests;
     try {
       result = await download(url, cacheWeightsDir, info.fileName, options.onProgress);
     } catch (error) {
@@ -245,7 +298,7 @@ export async function resolveBaseWeights(name: string, options: ResolveBaseWeigh
       failures.push(`${url}: ${reason}`);
       continue;
     }
-    if (!isAccepted(result.sha256)) {
+    if (!isAccepted(result)) {
       // Pinning: never keep a file we did not agree to, even in the cache.
       await rm(result.tempPath, { force: true });
       checksumRefused = true;

@@ -21,11 +21,11 @@
  *
  * Preprocessing (spec note): the ImageNet weights expect Keras `preprocess_input` in 'caffe' mode
  * (keras/src/applications/imagenet_utils.py): pixels 0..255, channels reordered RGB -> BGR, then the
- * per-channel ImageNet means subtracted, B 103.939, G 116.779, R 123.68, no scaling. This cannot be
- * written as a `PreprocessSpec` (src/preprocess/spec.ts has mean/std on x/255 but no channel
- * order); the decode side is `decodeImage` with `width = height = S` (fit 'fill'), and
- * {@link vgg16Preprocess} does the rest as tensor ops before the model. (As a spec on x/255 the
- * means are [123.68, 116.779, 103.939]/255 in RGB order with std 1/255, plus the BGR flip.)
+ * per-channel ImageNet means subtracted, B 103.939, G 116.779, R 123.68, no scaling. For this
+ * model as built here, {@link vgg16Preprocess} does that as tensor ops before the model (decode side:
+ * `decodeImage` with `width = height = S`, fit 'fill'). A `PreprocessSpec` has no channel order, so
+ * the exported feature model (export/vgg16-base.ts) folds the BGR flip into `block1_conv1`'s kernel
+ * and uses the exact spec VGG16_PREPROCESS: means [123.68, 116.779, 103.939]/255 in RGB order, std 1/255.
  */
 import * as tf from '@tensorflow/tfjs';
 
