@@ -23,7 +23,7 @@ import { decodeImage } from '../src/preprocess/decode.js';
 import { imageBytes, type PreprocessSpec } from '../src/preprocess/spec.js';
 import { nll, softmaxRows } from './calibration.js';
 import { loadDataset, splitDigest, type Sample } from './dataset.js';
-import { accuracyOf, calibrateOnValidation, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
+import { accuracyOf, calibrateOnValidation, cardIdentity, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 import type { TrainResult } from './train.js';
 
 export interface EnsembleOptions {
@@ -138,12 +138,7 @@ export async function trainEnsemble(options: EnsembleOptions): Promise<TrainResu
   const sameBase = members.every((m) => m.card.base.name === ref.base.name && m.card.base.sha256 === ref.base.sha256);
   const memberList = members.map((m) => `${m.card.name}@${m.sha256.slice(0, 12)}`).join(', ');
   const draftCard = (temperature: number): ModelCard => ({
-    format: 'artist-id/1',
-    name: options.name ?? out.split(/[\\/]/).pop()!,
-    classes,
-    preprocessing: spec,
-    input: 'image',
-    outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' },
+    ...cardIdentity(out, options.name, classes, spec),
     base: {
       name: sameBase ? ref.base.name : members.map((m) => m.card.base.name).join('+'),
       sha256: sameBase ? ref.base.sha256 : members.map((m) => m.card.base.sha256.slice(0, 16)).join('+'),

@@ -32,7 +32,7 @@ import { DEFAULT_AUGMENT, checkAugmentConfig, type AugmentConfig } from './augme
 import { initTrainingBackend } from './backend.js';
 import { loadDataset, splitDigest, type Sample } from './dataset.js';
 import { featureModelKey } from './features.js';
-import { accuracyOf, calibrateOnValidation, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
+import { accuracyOf, calibrateOnValidation, cardIdentity, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 import { extractViews, type BottomExtractor } from './finetune/activations.js';
 import { buildTop, evaluateSet, fineTune, warmUpClassifier, type ActivationSet, type ActivationShape, type FinetuneEpochLog } from './finetune/top.js';
 import { DEFAULT_HEAD, applyTemperature, type EpochLog, type HeadConfig } from './head.js';
@@ -216,12 +216,7 @@ export async function trainFinetune(options: FinetuneOptions): Promise<TrainResu
     log(`validation ${pct(metrics.validation.accuracy)}${metrics.test ? `, test ${pct(metrics.test.accuracy)} (held out)` : ''}`);
 
     const card: ModelCard = {
-      format: 'artist-id/1',
-      name: options.name ?? out.split(/[\\/]/).pop()!,
-      classes: dataset.classes,
-      preprocessing: DEFAULT_PREPROCESS,
-      input: 'image',
-      outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' },
+      ...cardIdentity(out, options.name, dataset.classes, DEFAULT_PREPROCESS),
       base: { name: baseName, sha256: weights.sha256, features: 'pooled', featureDim: top.featureDim },
       training: {
         method: 'finetune',

@@ -5,6 +5,7 @@
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ModelCard } from '../src/model/card.js';
+import type { PreprocessSpec } from '../src/preprocess/spec.js';
 import { expectedCalibrationError, fitTemperature, softmaxRows } from './calibration.js';
 import { argmaxRows } from './metrics.js';
 import { renderModelCard } from './model-card-md.js';
@@ -70,6 +71,22 @@ export async function writeModelFolder(out: string, modelBytes: Uint8Array, card
   await writeFile(join(out, 'history.json'), `${JSON.stringify(history, null, 1)}\n`);
   await writeFile(join(out, 'MODEL_CARD.md'), renderModelCard(card));
   return modelPath;
+}
+
+/**
+ * The card fields every artist-id model states the same way, whatever trained it: format, name (default:
+ * the output folder's name), classes in output order, preprocessing, and the graph's tensor names
+ * (`image` in; `probabilities`, `logits`, `features` out).
+ */
+export function cardIdentity(out: string, name: string | undefined, classes: string[], preprocessing: PreprocessSpec): Pick<ModelCard, 'format' | 'name' | 'classes' | 'preprocessing' | 'input' | 'outputs'> {
+  return {
+    format: 'artist-id/1',
+    name: name ?? out.split(/[\\/]/).pop()!,
+    classes,
+    preprocessing,
+    input: 'image',
+    outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' },
+  };
 }
 
 /** `0.8333` -> `83.3%`. */

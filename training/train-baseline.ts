@@ -35,7 +35,7 @@ import { expectInteger, expectNumber } from '../src/errors.js';
 import { initTrainingBackend } from './backend.js';
 import { loadDataset, seededShuffle, splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { reseedDropout } from './dropout.js';
-import { accuracyOf, calibrateOnValidation, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
+import { accuracyOf, calibrateOnValidation, cardIdentity, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 import { applyTemperature } from './head.js';
 import { BASELINE_MIN_INPUT_SIZE, buildBaselineCnn } from './models/baseline.js';
 import type { TrainOptions, TrainResult } from './train.js';
@@ -203,12 +203,7 @@ export async function trainBaseline(options: BaselineOptions): Promise<TrainResu
 
   const out = resolve(options.out);
   const card: ModelCard = {
-    format: 'artist-id/1',
-    name: options.name ?? out.split(/[\\/]/).pop()!,
-    classes: dataset.classes,
-    preprocessing: spec,
-    input: 'image',
-    outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' },
+    ...cardIdentity(out, options.name, dataset.classes, spec),
     base: { name: 'none', sha256: '', features: 'learned', featureDim: 512 },
     training: {
       method: 'baseline',

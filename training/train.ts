@@ -35,7 +35,7 @@ import { DEFAULT_HEAD, validateHeadConfig, applyTemperature, predictHead, trainH
 import type { EnsembleOptions } from './ensemble.js';
 import type { FinetuneOptions } from './finetune.js';
 import type { BaselineOptions } from './train-baseline.js';
-import { accuracyOf, calibrateOnValidation, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
+import { accuracyOf, calibrateOnValidation, cardIdentity, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 
 /**
  * Head settings per feature route, chosen on validation accuracy (docs/RESULTS.md): the 5,920-d style
@@ -193,12 +193,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
 
   const out = resolve(options.out);
   const card: ModelCard = {
-    format: 'artist-id/1',
-    name: options.name ?? out.split(/[\\/]/).pop()!,
-    classes: dataset.classes,
-    preprocessing: spec,
-    input: 'image',
-    outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' },
+    ...cardIdentity(out, options.name, dataset.classes, spec),
     base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim },
     training: {
       method: 'features',
