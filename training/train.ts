@@ -157,10 +157,12 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   log(`bottleneck features: ${featureKind}, ${featureDim}-d`);
 
   const digests: Record<string, string> = {};
+  const contents: Record<string, string[]> = {};
   const featuresOf = async (samples: Sample[], label: 'train' | 'validation' | 'test'): Promise<FeatureSet> => {
     const t0 = performance.now();
     const { features, cached, sha256 } = await extractFeatures(extractor, samples.map((s) => s.path));
     digests[label] = splitDigest(sha256);
+    contents[label] = sha256;
     log(`bottleneck features (${label}): ${samples.length} images, ${cached} from cache, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     return { x: features, y: samples.map((s) => s.label) };
   };
@@ -168,6 +170,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   const valSet = await featuresOf(dataset.validation, 'validation');
   const testSet = dataset.test.length > 0 ? await featuresOf(dataset.test, 'test') : undefined;
   digests.test ??= splitDigest([]);
+  warnOnRepeatedImages(contents, log);
 
   const head = await trainHead(trainSet, valSet, featureDim, dataset.classes.length, config, (e) => {
     if (e.epoch % 10 === 0) log(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)} acc ${pct(e.accuracy)} | val loss ${e.valLoss.toFixed(4)} val acc ${pct(e.valAccuracy)}`);
@@ -231,4 +234,16 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   head.model.dispose();
   log(`wrote ${modelPath} (${(modelBytes.length / 1e6).toFixed(1)} MB) in ${card.training.seconds} s`);
   return { modelPath, card, parity };
+}
+
+/**
+ * Warns when the same image bytes sit in two splits (a Keras-layout folder filled by copying, or a
+ * painting saved twice under two names): the "held-out" figures then include images the model trained on.
+ */
+function warnOnRepeatedImages(contents: Record<string, string[]>, log: (line: string) => void): void {
+  const train = new Set(contents.train ?? []);
+  for (const label of ['validation', 'test']) {
+    const repeated = (contents[label] ?? []).filter((sha) => train.has(sha)).length;
+    if (repeated > 0) log(`WARNING: ${repeated} of ${contents[label].length} ${label} images have the same bytes as a training image; the ${label} figures are not held out for them`);
+  }
 }
