@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { readModelCard } from '../src/model/read-card.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
+import { resolveModelPath } from '../src/inference/classifier.js';
 import { loadDataset } from '../training/dataset.js';
 import { PAINTINGS, WEIGHTS } from './fixtures.js';
 
@@ -103,7 +104,8 @@ test('classify the whole shared paintings tree with the shipped model: one row p
   const out = join(tmp, 'all.csv');
   const { stderr } = cli(['classify', PAINTINGS, '--out', out, '--batch-size', '32'], {});
   const lines = (await readFile(out, 'utf8')).trim().split('\n');
-  assert.equal(lines[0], 'path,artist,probability,top_k,error,model');
+  const shipped = await readModelCard(resolveModelPath('default'));
+  assert.equal(lines[0], `path,artist,probability,top_k,error,model${shipped.openSet ? ',unknown,open_set_score' : ''}`);
   const rows = lines.slice(1);
   assert.equal(rows.length, 3300, 'one row per painting');
   assert.equal(new Set(rows.map((r) => r.split(',')[0])).size, 3300, 'no duplicate rows');

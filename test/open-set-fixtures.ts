@@ -17,6 +17,22 @@ export const REJECT_ALL = 1e30;
 export const ACCEPT_ALL = -1e30;
 
 /**
+ * Writes `<dir>/<name>.onnx`: the shipped model with no `openSet` in its card (a model that always
+ * answers one of its artists, as baseline, finetune and ensemble models do).
+ *
+ * @returns the model file's path.
+ */
+export async function writeClosedSetModel(dir: string, name: string): Promise<string> {
+  const source = resolveModelPath('default');
+  const model = decodeModel(await readFile(source), source);
+  const { openSet: _dropped, ...card } = cardOfModel(model, source);
+  model.metadata_props = [...(model.metadata_props ?? []).filter((p) => p.key !== CARD_METADATA_KEY), { key: CARD_METADATA_KEY, value: JSON.stringify({ ...card, name }) }];
+  const path = join(dir, `${name}.onnx`);
+  await writeFile(path, encodeModel(model));
+  return path;
+}
+
+/**
  * Writes `<dir>/<name>.onnx`: the shipped model with `openSet` = `{ score, threshold }` in its card.
  * For `mahalanobis` the graph gets `open_set_score` from a small whitening map (the first 8 features,
  * one centre per class at the origin: the score is minus the squared norm of those features).

@@ -15,7 +15,7 @@ import { classifyArchive } from '../src/archive/run.js';
 import { Classifier } from '../src/inference/classifier.js';
 import { startServer, type RunningServer } from '../src/server/server.js';
 import { paintingOf } from './fixtures.js';
-import { ACCEPT_ALL, REJECT_ALL, writeOpenSetModel } from './open-set-fixtures.js';
+import { ACCEPT_ALL, REJECT_ALL, writeClosedSetModel, writeOpenSetModel } from './open-set-fixtures.js';
 
 let tmp: string;
 const models: Record<string, string> = {};
@@ -28,6 +28,7 @@ before(async () => {
   models['maha-reject'] = await writeOpenSetModel(tmp, 'maha-reject', 'mahalanobis', REJECT_ALL);
   models['maha-accept'] = await writeOpenSetModel(tmp, 'maha-accept', 'mahalanobis', ACCEPT_ALL);
   models['energy-accept'] = await writeOpenSetModel(tmp, 'energy-accept', 'energy', ACCEPT_ALL);
+  models.plain = await writeClosedSetModel(tmp, 'plain');
 });
 after(async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
@@ -88,7 +89,7 @@ describe('classify rows', () => {
   });
 
   it('a model without openSet writes the rows it always wrote, and cannot resume an open-set CSV', async () => {
-    const clf = await Classifier.load('default', { provider: 'cpu' });
+    const clf = await Classifier.load(models.plain, { provider: 'cpu' });
     try {
       const out = join(tmp, 'plain.jsonl');
       await classifyArchive({ inputs: [paintings[0]], classifier: clf, out, progress: false });
@@ -107,7 +108,7 @@ describe('classify rows', () => {
 describe('HTTP API', () => {
   let server: RunningServer;
   before(async () => {
-    server = await startServer({ port: 0, host: '127.0.0.1', provider: 'cpu', models: ['default', `reject=${models['maha-reject']}`, `accept=${models['maha-accept']}`] }, pino({ level: 'silent' }));
+    server = await startServer({ port: 0, host: '127.0.0.1', provider: 'cpu', models: [`plain=${models.plain}`, `reject=${models['maha-reject']}`, `accept=${models['maha-accept']}`] }, pino({ level: 'silent' }));
   });
   after(async () => {
     await server?.close();
@@ -128,12 +129,12 @@ describe('HTTP API', () => {
     assert.equal(accepted.unknown, false);
     assert.equal(accepted.open_set_score, rejected.open_set_score, 'same graph, same score; only the threshold differs');
     assert.deepEqual(accepted.top_k, rejected.top_k);
-    const plain = await classify('default');
+    const plain = await classify('plain');
     assert.deepEqual(Object.keys(plain), ['file', 'artist', 'probability', 'top_k']);
     assert.deepEqual(plain.top_k, accepted.top_k, 'the open-set output leaves the probabilities alone');
     const listed = (await (await fetch(`${server.url}/v1/models`)).json()).models;
     const byName = Object.fromEntries(listed.map((m: { name: string }) => [m.name, m]));
-    assert.equal(byName.default.open_set, null);
+    assert.equal(byName.plain.open_set, null);
     assert.equal(byName.reject.open_set.threshold, REJECT_ALL);
     assert.equal(byName.reject.open_set.score, 'mahalanobis');
   });
@@ -163,14 +164,14 @@ describe('HTTP API', () => {
     const meta = await (await fetch(`${server.url}/v2/models/reject`)).json();
     assert.deepEqual(meta.outputs.slice(3), [{ name: 'open_set_score', datatype: 'FP32', shape: [-1] }, { name: 'unknown', datatype: 'BOOL', shape: [-1] }]);
     assert.equal(meta.parameters.open_set.unknown_when, 'open_set_score < threshold');
-    const plainMeta = await (await fetch(`${server.url}/v2/models/default`)).json();
+    const plainMeta = await (await fetch(`${server.url}/v2/models/plain`)).json();
     assert.equal(plainMeta.outputs.length, 3);
     assert.equal(plainMeta.parameters.open_set, undefined);
 
     const bad = await fetch(`${server.url}/v2/models/reject/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, outputs: [{ name: 'unknown', parameters: { classification: 2 } }] }) });
     assert.equal(bad.status, 400);
     assert.match((await bad.json()).error, /Expected classification on probabilities or logits but received it on unknown/);
-    const notThere = await fetch(`${server.url}/v2/models/default/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, outputs: [{ name: 'unknown' }] }) });
+    const notThere = await fetch(`${server.url}/v2/models/plain/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, outputs: [{ name: 'unknown' }] }) });
     assert.equal(notThere.status, 400, 'a model without openSet has no unknown output');
   });
 });

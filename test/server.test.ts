@@ -26,7 +26,10 @@ import { paintingOf } from './fixtures.js';
 
 const silent = pino({ level: 'silent' });
 /** Width of the shipped model's `features` output, from its card (pooled 1280, style statistics 5920). */
-const FEATURE_DIM = (await readModelCard(resolveModelPath('default'))).base.featureDim;
+const SHIPPED_CARD = await readModelCard(resolveModelPath('default'));
+const FEATURE_DIM = SHIPPED_CARD.base.featureDim;
+/** The open-set outputs the shipped model adds when its card carries a threshold (test/open-set-serving.test.ts covers them). */
+const OPEN_SET_OUTPUTS: [string, number[]][] = SHIPPED_CARD.openSet ? [['open_set_score', [-1]], ['unknown', [-1]]] : [];
 const MAX_BATCH = 8;
 const MAX_QUEUE = 8;
 
@@ -190,6 +193,7 @@ describe('health and metadata (Open Inference Protocol)', () => {
       ['probabilities', [-1, 11]],
       ['logits', [-1, 11]],
       ['features', [-1, FEATURE_DIM]],
+      ...OPEN_SET_OUTPUTS,
     ]);
     assert.equal(model.parameters.execution_provider, 'cpu');
     assert.deepEqual(model.parameters.classes, reference.card.classes, 'classes come from the model card');
@@ -407,7 +411,7 @@ describe('POST /v2/models/{name}/infer', () => {
     await assertError(infer({ inputs: [{ ...ok, shape: [2] }] }), 400, /Expected 2 elements .* received 1/);
     await assertError(infer({ inputs: [{ ...ok, data: [42] }] }), 400, /base64 string .* for image_bytes data\[0\] but received 42/);
     await assertError(infer({ inputs: [{ ...ok, data: [Buffer.from('not an image').toString('base64')] }] }), 400, /image_bytes\[0\]: Expected an image/);
-    await assertError(infer({ inputs: [ok], outputs: [{ name: 'softmax' }] }), 400, /output name among probabilities, logits, features for outputs\[0\]\.name but received "softmax"/);
+    await assertError(infer({ inputs: [ok], outputs: [{ name: 'softmax' }] }), 400, new RegExp(`output name among ${['probabilities', 'logits', 'features', ...OPEN_SET_OUTPUTS.map(([n]) => n)].join(', ')} for outputs\\[0\\]\\.name but received "softmax"`));
     await assertError(infer({ inputs: [ok], outputs: [{ name: 'features', parameters: { classification: 2 } }] }), 400, /no classes/);
     await assertError(infer({ inputs: [ok], outputs: [{ name: 'logits', parameters: { binary_data: 'yes' } }] }), 400, /Expected a boolean for outputs\[0\]\.parameters\.binary_data/);
     // Binary framing.
