@@ -19,7 +19,7 @@ import type { PreprocessSpec } from '../src/preprocess/spec.js';
 import { TENSOR, prependPreprocessing } from './base.js';
 import { exportTfjsToOnnx } from './convert/tfjs-to-onnx.js';
 import { node, valueInfo } from './graph.js';
-import { PRODUCER } from './splice.js';
+import { PRODUCER, artistIdOutputs } from './splice.js';
 
 const NET = { input: 'net/input', output: 'net/output', nchw: 'artist_id/pixels_nchw' } as const;
 
@@ -66,11 +66,7 @@ export function spliceNetwork(network: tf.LayersModel, card: ModelCard): ModelPr
 
   const k = card.classes.length;
   g.name = 'artist-id';
-  g.output = [
-    valueInfo(TENSOR.probabilities, DataType.FLOAT, ['N', k], `softmax probabilities over: ${card.classes.join(', ')}`),
-    valueInfo(TENSOR.logits, DataType.FLOAT, ['N', k], 'logits (pre-softmax)'),
-    valueInfo(TENSOR.features, DataType.FLOAT, ['N', card.base.featureDim], 'penultimate activations of the network (learned features)'),
-  ];
+  g.output = artistIdOutputs(card, 'penultimate activations of the network (learned features)');
   g.value_info = [];
   model.producer_name = PRODUCER.name;
   model.producer_version = PRODUCER.version;

@@ -24,10 +24,9 @@ import { createHash } from 'node:crypto';
 import type { ModelCard } from '../src/model/card.js';
 import { CARD_METADATA_KEY } from '../src/model/card.js';
 import { toNumber, type AttributeProto, type ModelProto, type NodeProto, type OperatorSetId, type TensorProto, type ValueInfoProto } from '../src/onnx/model.js';
-import { DataType } from '../src/onnx/schema.js';
 import { TENSOR } from './base.js';
-import { floatTensor, node, prune, valueInfo } from './graph.js';
-import { PRODUCER } from './splice.js';
+import { floatTensor, node, prune } from './graph.js';
+import { PRODUCER, artistIdOutputs } from './splice.js';
 
 /** One member: its decoded model, its card, and a label used in errors (name or path). */
 export interface EnsembleMember {
@@ -155,11 +154,7 @@ export function buildEnsembleModel(members: EnsembleMember[], temperature: numbe
       node: nodes,
       initializer: initializers,
       input: [{ ...structuredClone(input), name: TENSOR.image }],
-      output: [
-        valueInfo(TENSOR.probabilities, DataType.FLOAT, ['N', c], `softmax probabilities over: ${card.classes.join(', ')}`),
-        valueInfo(TENSOR.logits, DataType.FLOAT, ['N', c], 'log of the mean member probability, divided by the temperature'),
-        valueInfo(TENSOR.features, DataType.FLOAT, ['N', card.base.featureDim], 'concatenated member features'),
-      ],
+      output: artistIdOutputs(card, 'concatenated member features', 'log of the mean member probability, divided by the temperature'),
       value_info: valueInfos,
     },
     metadata_props: [{ key: CARD_METADATA_KEY, value: JSON.stringify(card) }],

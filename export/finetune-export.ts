@@ -23,7 +23,7 @@ import { TENSOR, prependPreprocessing, type BaseGraphInfo } from './base.js';
 import { dequantizeModel, type ClipPolicy } from './convert/dequantize.js';
 import { exportTfjsToOnnx } from './convert/tfjs-to-onnx.js';
 import { node, prune, valueInfo } from './graph.js';
-import { PRODUCER } from './splice.js';
+import { PRODUCER, artistIdOutputs } from './splice.js';
 
 /**
  * Block-boundary cut points of `mobilenetv2-12-int8` (torchvision MobileNetV2 quantised by
@@ -225,11 +225,7 @@ export function spliceTop(bottom: ModelProto, top: tf.LayersModel, card: ModelCa
   g.initializer.push(...initializers);
   const c = card.classes.length;
   g.name = 'artist-id';
-  g.output = [
-    valueInfo(TENSOR.probabilities, DataType.FLOAT, ['N', c], `softmax probabilities over: ${card.classes.join(', ')}`),
-    valueInfo(TENSOR.logits, DataType.FLOAT, ['N', c], 'logits (pre-softmax)'),
-    valueInfo(TENSOR.features, DataType.FLOAT, ['N', card.base.featureDim], 'pooled final feature map of the fine-tuned top'),
-  ];
+  g.output = artistIdOutputs(card, 'pooled final feature map of the fine-tuned top');
   g.value_info = [];
   // The exporter emits opset-13 semantics; the int8 base is opset 12 (QOperator ops unchanged in 13).
   model.opset_import = model.opset_import.map((o) => (!o.domain || o.domain === 'ai.onnx' ? { ...o, version: Math.max(13, toNumber(o.version)) } : o));

@@ -26,14 +26,26 @@ export function spliceHead(featureModel: ModelProto, head: HeadGraph, card: Mode
   model.graph.name = 'artist-id';
   model.graph.node.push(...head.nodes);
   model.graph.initializer.push(...head.initializers);
-  model.graph.output = [
-    valueInfo(TENSOR.probabilities, DataType.FLOAT, ['N', c], `softmax probabilities over: ${card.classes.join(', ')}`),
-    valueInfo(TENSOR.logits, DataType.FLOAT, ['N', c], 'logits (pre-softmax)'),
-    valueInfo(TENSOR.features, DataType.FLOAT, ['N', card.base.featureDim], 'bottleneck features of the frozen base'),
-  ];
+  model.graph.output = artistIdOutputs(card, 'bottleneck features of the frozen base');
   model.producer_name = PRODUCER.name;
   model.producer_version = PRODUCER.version;
   model.doc_string = `artist-id model "${card.name}": who painted it, among ${c} artists. Input image [N,${card.preprocessing.height},${card.preprocessing.width},3] uint8 NHWC sRGB (resize: ${card.preprocessing.fit}). See metadata ${CARD_METADATA_KEY}.`;
   model.metadata_props = [{ key: CARD_METADATA_KEY, value: JSON.stringify(card) }];
   return model;
+}
+
+/**
+ * The three graph outputs of every artist-id model: `probabilities` and `logits` `[N,C]` float32, and
+ * `features` `[N,D]` float32 (D = card.base.featureDim), with their doc strings.
+ *
+ * @param featuresDoc - what the features are for this kind of model.
+ * @param logitsDoc - what the logits are; default "logits (pre-softmax)".
+ */
+export function artistIdOutputs(card: ModelCard, featuresDoc: string, logitsDoc = 'logits (pre-softmax)') {
+  const c = card.classes.length;
+  return [
+    valueInfo(TENSOR.probabilities, DataType.FLOAT, ['N', c], `softmax probabilities over: ${card.classes.join(', ')}`),
+    valueInfo(TENSOR.logits, DataType.FLOAT, ['N', c], logitsDoc),
+    valueInfo(TENSOR.features, DataType.FLOAT, ['N', card.base.featureDim], featuresDoc),
+  ];
 }

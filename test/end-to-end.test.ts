@@ -109,7 +109,8 @@ test('classify the whole shared paintings tree with the shipped model: one row p
   const rows = lines.slice(1);
   assert.equal(rows.length, 3300, 'one row per painting');
   assert.equal(new Set(rows.map((r) => r.split(',')[0])).size, 3300, 'no duplicate rows');
-  assert.ok(rows.every((r) => /,,[^,]+@[0-9a-f]{12}$/.test(r)), 'no row has an error, every row names the model');
+  const rowEnd = shipped.openSet ? /,,[^,]+@[0-9a-f]{12},(true|false),-?[0-9.]+(e[-+]?[0-9]+)?$/ : /,,[^,]+@[0-9a-f]{12}$/;
+  assert.ok(rows.every((r) => rowEnd.test(r)), `no row has an error, every row names the model${shipped.openSet ? ' and gives the open-set verdict and score' : ''}: ${rows.find((r) => !rowEnd.test(r))}`);
   assert.match(stderr, /skipped, not images: +2 /);
   assert.match(stderr, /manifest\.csv/);
 });
