@@ -15,7 +15,6 @@
  * is trained on cached activations, so the whole run fits the ~20-minute budget on 2 cores.
  */
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
 import { importOnnxToTfjs } from '../export/convert/onnx-to-tfjs.js';
@@ -29,10 +28,10 @@ import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
 import { expectInteger, expectNumber, invalidParameterError } from '../src/errors.js';
 import { BASE_WEIGHTS, resolveBaseWeights } from '../src/weights/base-weights.js';
 import { DEFAULT_AUGMENT, checkAugmentConfig, type AugmentConfig } from './augment.js';
-import { initTrainingBackend } from './backend.js';
-import { loadDataset, splitDigest, type Sample } from './dataset.js';
+import { startTraining } from './start.js';
+import { splitDigest, type Sample } from './dataset.js';
 import { featureModelKey } from './features.js';
-import { accuracyOf, calibrateOnValidation, cardIdentity, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
+import { accuracyOf, calibrateOnValidation, cardIdentity, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 import { extractViews, type BottomExtractor } from './finetune/activations.js';
 import { buildTop, evaluateSet, fineTune, warmUpClassifier, type ActivationSet, type ActivationShape, type FinetuneEpochLog } from './finetune/top.js';
 import { DEFAULT_HEAD, applyTemperature, type EpochLog, type HeadConfig } from './head.js';
@@ -147,14 +146,8 @@ export async function trainFinetune(options: FinetuneOptions): Promise<TrainResu
   const baseInfo = BASE_WEIGHTS[baseName];
   const cut = MOBILENETV2_INT8_CUTS[trainBlocks];
 
-  const out = resolve(options.out);
-  await checkOutputFolder(out, options.overwrite ?? false);
-  const backend = await initTrainingBackend();
-  log(`TensorFlow.js backend: ${backend.name}${backend.notes.length ? ` (not available: ${backend.notes.join('; ')})` : ''}`);
-  const dataset = await loadDataset(options.data, options);
-  const split = options.split ?? [240, 30, 30];
+  const { out, backend, dataset, split } = await startTraining(options, seed, log);
   const c = dataset.classes.length;
-  log(`data: ${dataset.root} (${dataset.layout} layout), ${c} artists, ${dataset.train.length}/${dataset.validation.length}/${dataset.test.length} train/validation/test images, seed ${seed}`);
 
   const weights = await resolveBaseWeights(baseName, { weightsDir: options.weightsDir, log });
   log(`base: ${baseName} (${weights.source}: ${weights.path})`);

@@ -21,7 +21,6 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { buildPixelModel, spliceNetwork } from '../export/baseline-export.js';
@@ -32,11 +31,11 @@ import { encodeModel } from '../src/onnx/model.js';
 import { decodeImage } from '../src/preprocess/decode.js';
 import { DEFAULT_PREPROCESS, type PreprocessSpec } from '../src/preprocess/spec.js';
 import { expectInteger, expectNumber } from '../src/errors.js';
-import { initTrainingBackend } from './backend.js';
-import { loadDataset, seededShuffle, splitDigest, type Sample, type SplitOptions } from './dataset.js';
+import { startTraining } from './start.js';
+import { seededShuffle, splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { reseedDropout } from './dropout.js';
-import { accuracyOf, calibrateOnValidation, cardIdentity, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
-import { applyTemperature } from './head.js';
+import { accuracyOf, calibrateOnValidation, cardIdentity, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
+import { applyTemperature, type EpochLog } from './head.js';
 import { BASELINE_MIN_INPUT_SIZE, buildBaselineCnn } from './models/baseline.js';
 import type { TrainOptions, TrainResult } from './train.js';
 
@@ -86,13 +85,7 @@ export interface BaselineOptions extends SplitOptions, Pick<TrainOptions, 'data'
 }
 
 /** One epoch of `history.json`: mean training loss/accuracy (with dropout and flips), validation loss/accuracy, wall seconds. */
-export interface BaselineEpochLog {
-  epoch: number;
-  loss: number;
-  accuracy: number;
-  valLoss: number;
-  valAccuracy: number;
-  learningRate: number;
+export interface BaselineEpochLog extends EpochLog {
   seconds: number;
 }
 
@@ -127,13 +120,8 @@ export async function trainBaseline(options: BaselineOptions): Promise<TrainResu
   const size = hp.inputSize;
   const per = size * size * 3;
 
-  await checkOutputFolder(resolve(options.out), options.overwrite ?? false);
-  const backend = await initTrainingBackend();
-  log(`TensorFlow.js backend: ${backend.name}${backend.notes.length ? ` (not available: ${backend.notes.join('; ')})` : ''}`);
-  const dataset = await loadDataset(options.data, options);
-  const split = options.split ?? [240, 30, 30];
+  const { out, backend, dataset, split } = await startTraining(options, seed, log);
   const c = dataset.classes.length;
-  log(`data: ${dataset.root} (${dataset.layout} layout), ${c} artists, ${dataset.train.length}/${dataset.validation.length}/${dataset.test.length} train/validation/test images, seed ${seed}`);
 
   const t0 = performance.now();
   const [trainSet, valSet, testSet] = await decodeSplits([dataset.train, dataset.validation, dataset.test], spec);
@@ -201,7 +189,6 @@ export async function trainBaseline(options: BaselineOptions): Promise<TrainResu
   };
   log(`best epoch ${best!.epoch}/${history.length}: validation ${pct(metrics.validation.accuracy)}${metrics.test ? `, test ${pct(metrics.test.accuracy)} (held out)` : ''}; training ${trainSeconds.toFixed(0)} s`);
 
-  const out = resolve(options.out);
   const card: ModelCard = {
     ...cardIdentity(out, options.name, dataset.classes, spec),
     base: { name: 'none', sha256: '', features: 'learned', featureDim: 512 },

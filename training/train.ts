@@ -15,7 +15,6 @@
  * validation) -> ONNX splice -> parity check -> `<out>/model.onnx` + `MODEL_CARD.md` + `history.json`.
  */
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { buildFeatureModel } from '../export/base.js';
 import { headToOnnx } from '../export/head-to-onnx.js';
 import { MOBILENETV2_STYLE_LAYERS, buildStyleFeatureModel, styleFeatureDim } from '../export/style.js';
@@ -27,15 +26,15 @@ import { decodeModel, encodeModel } from '../src/onnx/model.js';
 import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
 import { invalidParameterError } from '../src/errors.js';
 import { BASE_WEIGHTS, resolveBaseWeights, type BaseWeightsName } from '../src/weights/base-weights.js';
-import { initTrainingBackend } from './backend.js';
-import { loadDataset, splitDigest, type Sample, type SplitOptions } from './dataset.js';
+import { startTraining } from './start.js';
+import { splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
 import { DEFAULT_OPEN_SET_SCORE, fitHeadOpenSet, measuredOpenSetAuroc } from './open-set.js';
 import { DEFAULT_HEAD, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
 import type { EnsembleOptions } from './ensemble.js';
 import type { FinetuneOptions } from './finetune.js';
 import type { BaselineOptions } from './train-baseline.js';
-import { accuracyOf, calibrateOnValidation, cardIdentity, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
+import { accuracyOf, calibrateOnValidation, cardIdentity, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 
 /**
  * Head settings per feature route, chosen on validation accuracy (docs/RESULTS.md): the 5,920-d style
@@ -135,13 +134,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   validateHeadConfig(config); // before minutes of feature extraction, not after
   const baseInfo = BASE_WEIGHTS[baseName];
 
-  await checkOutputFolder(resolve(options.out), options.overwrite ?? false);
-  const backend = await initTrainingBackend();
-  log(`TensorFlow.js backend: ${backend.name}${backend.notes.length ? ` (not available: ${backend.notes.join('; ')})` : ''}`);
-
-  const dataset = await loadDataset(options.data, options);
-  const split = options.split ?? [240, 30, 30];
-  log(`data: ${dataset.root} (${dataset.layout} layout), ${dataset.classes.length} artists, ${dataset.train.length}/${dataset.validation.length}/${dataset.test.length} train/validation/test images, seed ${seed}`);
+  const { out, backend, dataset, split } = await startTraining(options, seed, log);
 
   const weights = await resolveBaseWeights(baseName, { weightsDir: options.weightsDir, acceptSha256: options.acceptSha256, log });
   log(`base: ${baseName} (${weights.source}: ${weights.path})`);
@@ -194,7 +187,6 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   };
   log(`best epoch ${head.bestEpoch}/${head.history.length}: validation ${pct(metrics.validation.accuracy)}${metrics.test ? `, test ${pct(metrics.test.accuracy)} (held out)` : ''}`);
 
-  const out = resolve(options.out);
   const card: ModelCard = {
     ...cardIdentity(out, options.name, dataset.classes, spec),
     base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim },
