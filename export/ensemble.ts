@@ -18,7 +18,8 @@
  * (same op, attributes and inputs; same initializer bytes) are kept once, so members built on the same
  * frozen base share its computation instead of running it once per member. This is sound because every
  * ONNX op artist-id graphs use is deterministic. Nodes not needed for the three outputs (a member's
- * open-set subgraph, say) are pruned; the ensemble card has no `openSet`.
+ * open-set subgraph, say) are pruned: the ensemble's own open-set score (`msp`, training/ensemble.ts) is
+ * read from `probabilities` and needs no graph output.
  */
 import { createHash } from 'node:crypto';
 import type { ModelCard } from '../src/model/card.js';

@@ -245,8 +245,12 @@ ${reading()}
 
 ## What a model ships
 
-Training fits the score chosen here (\`DEFAULT_OPEN_SET_SCORE\` in training/open-set.ts) on the model's own data and
-stores it in the card (\`openSet\`: score, threshold, \`targetAcceptRate\`, \`validationAcceptRate\`, \`testAcceptRate\`).
+Training (the \`features\` route) fits the score chosen here (\`DEFAULT_OPEN_SET_SCORE\` in training/open-set.ts) on
+the model's own data and stores it in the card (\`openSet\`: score, threshold, \`targetAcceptRate\`,
+\`validationAcceptRate\`, \`testAcceptRate\`);
+\`baseline\` and \`finetune\` models fit energy on their own logits, \`ensemble\` models the maximum softmax
+probability (their \`logits\` are log(mean member probability) / T, whose logsumexp is constant at T = 1). The
+AUROC measured here goes into the cards of the route it was measured for (\`features\`) only.
 Threshold rule: the largest score value that still accepts at least ${pct(m.acceptRate)} of the validation paintings
 (all by trained artists); \`1 - testAcceptRate\` is that model's false-unknown rate on its held-out test split.
 Maximum softmax probability and energy are computed from the \`probabilities\`/\`logits\` outputs; the Gaussian

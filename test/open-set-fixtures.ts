@@ -18,7 +18,7 @@ export const ACCEPT_ALL = -1e30;
 
 /**
  * Writes `<dir>/<name>.onnx`: the shipped model with no `openSet` in its card (a model that always
- * answers one of its artists, as baseline, finetune and ensemble models do).
+ * answers one of its artists, as models trained before every method fitted a threshold do).
  *
  * @returns the model file's path.
  */

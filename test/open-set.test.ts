@@ -1,6 +1,7 @@
 /**
  * Open-set maths on known inputs: the threshold rule, AUROC, the card entry, the verdicts the runtime
- * derives from model outputs, and the in-graph Mahalanobis score against the same sum done by hand.
+ * derives from model outputs, the threshold training fits on those same outputs (baseline, finetune,
+ * ensemble), and the in-graph Mahalanobis score against the same sum done by hand.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -9,13 +10,15 @@ import seedrandom from 'seedrandom';
 import { TENSOR } from '../export/base.js';
 import { node, valueInfo } from '../export/graph.js';
 import { OPEN_SET_SCORE_OUTPUT, withOpenSetScore, type WhitenedCentres } from '../export/open-set-graph.js';
+import * as tf from '@tensorflow/tfjs';
 import { openSetOutputNames, openSetVerdicts } from '../src/inference/classifier.js';
+import { outputOpenSetScores } from '../src/inference/open-set-score.js';
 import { modelCardSchema } from '../src/model/card.js';
 import { encodeModel, type ModelProto } from '../src/onnx/model.js';
 import { DataType } from '../src/onnx/schema.js';
 import { Matrix, inverse } from 'ml-matrix';
 import { DEFAULT_HEAD, fitStandardizer, predictHead, trainHead } from '../training/head.js';
-import { acceptThreshold, acceptedFraction, auroc, fitHeadOpenSet, fitOpenSet, fitTiedGaussian, ledoitWolf, tiedGaussianScores } from '../training/open-set.js';
+import { acceptThreshold, acceptedFraction, auroc, denseSoftmaxLogits, fitHeadOpenSet, headLogits, fitOpenSet, fitOutputOpenSet, fitTiedGaussian, formatOpenSet, ledoitWolf, tiedGaussianScores } from '../training/open-set.js';
 
 const close = (a: number, b: number, tol = 1e-9) => assert.ok(Math.abs(a - b) <= tol, `${a} vs ${b}`);
 
@@ -119,6 +122,85 @@ describe('verdicts from model outputs', () => {
     assert.deepEqual(openSetOutputNames(card), [OPEN_SET_SCORE_OUTPUT]);
     assert.equal(openSetVerdicts({ outputs, classes, openSet: undefined }, 1, {}), undefined);
     assert.throws(() => openSetVerdicts(card, 2, {}), /Expected output "open_set_score" with 2 values \(\[2,1\] float32\) for the open-set score mahalanobis but received no such output/);
+  });
+});
+
+describe('fitOutputOpenSet: thresholds on the class outputs (baseline, finetune, ensemble)', () => {
+  // Four validation paintings, C = 2, chosen so every score is exact by hand:
+  //   logits [0, ln 3] [0, 0] [1, 1] [ln 7, 0] -> energy ln 4, ln 2, 1 + ln 2, ln 8
+  //   softmax           3/4     1/2    1/2     7/8  -> msp (the largest probability)
+  const logits = [0, Math.log(3), 0, 0, 1, 1, Math.log(7), 0];
+  const probabilities = [0.25, 0.75, 0.5, 0.5, 0.5, 0.5, 0.875, 0.125];
+  const energy = [Math.log(4), Math.log(2), 1 + Math.log(2), Math.log(8)];
+
+  it('outputOpenSetScores: energy is logsumexp of each logits row, msp the largest probability', () => {
+    Array.from(outputOpenSetScores('energy', logits, 2)).forEach((v, i) => close(v, energy[i], 1e-12));
+    assert.deepEqual(Array.from(outputOpenSetScores('msp', probabilities, 2)), [0.75, 0.5, 0.5, 0.875]);
+    // Large logits do not overflow: logsumexp(1000, 1000) = 1000 + ln 2.
+    close(outputOpenSetScores('energy', [1000, 1000], 2)[0], 1000 + Math.log(2), 1e-9);
+    assert.throws(() => outputOpenSetScores('msp', [0.5, 0.5, 1], 2), /Expected \[N,2\] values \(a multiple of 2\) for the msp score but received 3/);
+  });
+
+  it('energy from logits: the order statistic of the hand-computed scores, test accept rate included', () => {
+    // Sorted energies ln 2 < ln 4 < 1 + ln 2 < ln 8; at 75%: index floor(4 * 0.25) = 1 -> ln 4, 3 of 4 accepted.
+    // Test logits [0, 0] (ln 2, below) and [5, 0] (5 + ln(1 + e^-5), above): half accepted.
+    const entry = fitOutputOpenSet({ classes: 2, validation: { logits }, test: { logits: [0, 0, 5, 0] }, targetAcceptRate: 0.75 });
+    assert.equal(entry.score, 'energy');
+    close(entry.threshold, Math.log(4), 1e-12);
+    assert.equal(entry.validationAcceptRate, 0.75);
+    assert.equal(entry.validationImages, 4);
+    assert.equal(entry.testAcceptRate, 0.5);
+    assert.equal(entry.output, undefined);
+    assert.equal(entry.auroc, undefined, 'no AUROC unless the caller has a measured one');
+    assert.ok(modelCardSchema.safeParse({ ...baseCard(), openSet: entry }).success);
+    assert.equal(formatOpenSet(entry), 'open set: energy score, threshold 1.386 (accepts 75.0% of validation paintings, 50.0% of test paintings)');
+  });
+
+  it('msp from probabilities: ties at the threshold are all accepted', () => {
+    // Sorted msp 0.5, 0.5, 0.75, 0.875; at 75%: index 1 -> 0.5, and both 0.5s pass: 4 of 4.
+    const entry = fitOutputOpenSet({ classes: 2, validation: { probabilities }, targetAcceptRate: 0.75 });
+    assert.deepEqual([entry.score, entry.threshold, entry.validationAcceptRate, entry.testAcceptRate], ['msp', 0.5, 1, undefined]);
+    // At 50%: index 2 -> 0.75, 2 of 4.
+    const half = fitOutputOpenSet({ classes: 2, validation: { probabilities }, targetAcceptRate: 0.5 });
+    assert.deepEqual([half.threshold, half.validationAcceptRate], [0.75, 0.5]);
+  });
+
+  it('the runtime, given the same outputs, accepts exactly what the card says', () => {
+    for (const [rows, name] of [[{ logits }, 'logits'], [{ probabilities }, 'probabilities']] as const) {
+      const entry = fitOutputOpenSet({ classes: 2, validation: rows, targetAcceptRate: 0.75 });
+      const card = { outputs: { probabilities: 'probabilities', logits: 'logits', features: 'features' }, classes: ['a', 'b'], openSet: entry };
+      assert.deepEqual(openSetOutputNames(card), name === 'logits' ? ['logits'] : []);
+      const verdicts = openSetVerdicts(card, 4, { [name]: name === 'logits' ? logits : probabilities })!;
+      assert.equal(verdicts.filter((v) => !v.unknown).length / 4, entry.validationAcceptRate);
+      assert.deepEqual(verdicts.map((v) => v.score), Array.from(outputOpenSetScores(entry.score as 'msp' | 'energy', name === 'logits' ? logits : probabilities, 2)));
+    }
+  });
+
+  it('refuses a test split of the other output, rows of the wrong width, and no validation rows', () => {
+    assert.throws(() => fitOutputOpenSet({ classes: 2, validation: { logits }, test: { probabilities } }), /Expected logits for the test split \(as for validation: the energy score\) but received probabilities/);
+    assert.throws(() => fitOutputOpenSet({ classes: 3, validation: { logits } }), /Expected \[N,3\] values \(a multiple of 3\) for the energy score but received 8/);
+    assert.throws(() => fitOutputOpenSet({ classes: 2, validation: { probabilities: [] } }), /Expected at least one score for scores but received an empty array/);
+  });
+
+  it('denseSoftmaxLogits: h W + b of the last Dense softmax layer (the exported logits), temperature included', async () => {
+    await (await import('../training/backend.js')).initTrainingBackend('cpu');
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2], units: 2, activation: 'relu', name: 'hidden' }), tf.layers.dropout({ rate: 0.5, name: 'drop' }), tf.layers.dense({ units: 3, activation: 'softmax', name: 'out' })] });
+    try {
+      // hidden: relu(x I) = relu(x); out: W = [[1, 0, -1], [0, 2, 1]] / T with T = 2, b = [0.5, 0, 0] / 2.
+      model.layers[0].setWeights([tf.tensor2d([[1, 0], [0, 1]]), tf.tensor1d([0, 0])]);
+      model.layers[2].setWeights([tf.tensor2d([[0.5, 0, -0.5], [0, 1, 0.5]]), tf.tensor1d([0.25, 0, 0])]);
+      const x = new Float32Array([1, 2, -1, 3]);
+      const z = denseSoftmaxLogits(model, (penultimate) => (penultimate.predict(tf.tensor2d(x, [2, 2])) as tf.Tensor).dataSync() as Float32Array);
+      // Row 1: h = [1, 2] -> [0.75, 2, 0.5]; row 2: h = [0, 3] (relu, dropout off) -> [0.25, 3, 1.5].
+      [0.75, 2, 0.5, 0.25, 3, 1.5].forEach((v, i) => close(z[i], v, 1e-6));
+      const p = (model.predict(tf.tensor2d(x, [2, 2])) as tf.Tensor).dataSync();
+      Array.from(softmax(z, 3)).forEach((v, i) => close(v, p[i], 1e-6));
+      const plain = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2], units: 2, name: 'linear_out' })] });
+      assert.throws(() => denseSoftmaxLogits(plain, () => new Float32Array(0)), /Expected the last layer \(linear_out\) to be Dense with softmax activation but it is Dense \(activation "linear"\)/);
+      plain.dispose();
+    } finally {
+      model.dispose();
+    }
   });
 });
 
@@ -241,6 +323,13 @@ describe('fitHeadOpenSet: what training calls', () => {
       const model = identityModel();
       assert.equal(msp.addToModel(model), model, 'msp needs no graph change');
 
+      // energy: logsumexp of the head's logits (the exported `logits`), by the function the runtime uses.
+      const energy = fitHeadOpenSet({ head, train, validation, test, score: 'energy' });
+      const z = headLogits(head, validation.x);
+      const byHand = Array.from({ length: 30 }, (_, i) => Math.log(z.subarray(i * 3, i * 3 + 3).reduce((s, v) => s + Math.exp(v), 0)));
+      close(energy.openSet.threshold, acceptThreshold(byHand, 0.95).threshold, 1e-9);
+      assert.equal(energy.openSet.score, 'energy');
+
       const rel = fitHeadOpenSet({ head, train, validation, score: 'relative-mahalanobis', components: 3 });
       assert.equal(rel.openSet.output, OPEN_SET_SCORE_OUTPUT);
       assert.equal(rel.openSet.parameters?.components, 3);
@@ -250,6 +339,17 @@ describe('fitHeadOpenSet: what training calls', () => {
     }
   });
 });
+
+/** Row-wise softmax of `[N,C]` values. */
+function softmax(z: ArrayLike<number>, c: number): Float64Array {
+  const out = new Float64Array(z.length);
+  for (let i = 0; i < z.length / c; i++) {
+    const row = Array.from({ length: c }, (_, j) => Math.exp(z[i * c + j]));
+    const sum = row.reduce((a, b) => a + b, 0);
+    row.forEach((v, j) => (out[i * c + j] = v / sum));
+  }
+  return out;
+}
 
 /** An ONNX model passing `x` [N,D] through as `features`. */
 function identityModel(d = 2): ModelProto {

@@ -4,7 +4,9 @@
  * loads in onnxruntime with the outputs its card names (`probabilities`, `logits` `[N,C]`, `features`
  * `[N,D]`), says its method in the card and in MODEL_CARD.md, passed its export parity check on held-out
  * images, and classifies a real painting through src/inference (probabilities summing to 1, in card order).
- * Accuracy is not asserted here (too few images to mean anything): docs/RESULTS.md measures it.
+ * Every rung's card carries an open-set threshold (`energy` of the logits; `msp` for the ensemble) that the
+ * runtime reproduces from the ONNX outputs on the validation paintings, and classify rows add `unknown` and
+ * `open_set_score`. Accuracy is not asserted here (too few images to mean anything): docs/RESULTS.md measures it.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -12,6 +14,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
+import { classifyArchive } from '../src/archive/run.js';
 import { Classifier } from '../src/inference/classifier.js';
 import { createSession } from '../src/inference/session.js';
 import { readModelCard } from '../src/model/read-card.js';
@@ -20,6 +23,7 @@ import { PACKAGE_ROOT } from '../src/paths.js';
 import { decodeImage } from '../src/preprocess/decode.js';
 import { initTrainingBackend } from '../training/backend.js';
 import { loadDataset } from '../training/dataset.js';
+import { DEFAULT_OPEN_SET_SCORE, acceptThreshold } from '../training/open-set.js';
 import { LR_SCHEDULES } from '../training/schedules.js';
 import { BASELINE_DEFAULT_INPUT_SIZE } from '../training/train-baseline.js';
 import { TRAIN_METHODS, train, type TrainMethod, type TrainRequest } from '../training/train.js';
@@ -32,6 +36,8 @@ const CLI = join(PACKAGE_ROOT, 'src', 'cli', 'main.ts');
 let tmp: string;
 const models: Partial<Record<TrainMethod, string>> = {};
 const quiet = () => {};
+/** The open-set score each method ships: energy where the logits are a Dense layer's, msp for the ensemble's log-mean "logits". */
+const OPEN_SET_SCORE: Record<TrainMethod, string> = { features: DEFAULT_OPEN_SET_SCORE, baseline: 'energy', finetune: 'energy', ensemble: 'msp' };
 
 before(async () => {
   tmp = await mkdtemp(join(os.tmpdir(), 'artist-id-rungs-'));
@@ -63,18 +69,43 @@ async function trainAndCheck(request: TrainRequest & { method: TrainMethod }): P
   assert.deepEqual(dims(card.outputs.features).map(Number).slice(1), [card.base.featureDim]);
   await session.release();
 
-  // Classifies a held-out painting through the runtime, with the card's preprocessing.
+  // An open-set threshold fitted on validation; the features route alone has a measured AUROC (docs/open-set.json).
+  const openSet = card.openSet;
+  assert.ok(openSet, `${request.method} card has openSet`);
+  assert.equal(openSet.score, OPEN_SET_SCORE[request.method]);
+  assert.equal(openSet.output, undefined, 'msp and energy are read from probabilities/logits');
+  assert.ok(Number.isFinite(openSet.threshold), `finite threshold ${openSet.threshold}`);
+  assert.ok(openSet.validationAcceptRate >= 0.9, `validation accept rate ${openSet.validationAcceptRate}`);
+  assert.equal(openSet.validationImages, SPLIT[1] * ARTISTS.length);
+  assert.equal(typeof openSet.testAcceptRate, 'number');
+  if (request.method !== 'features') assert.equal(openSet.auroc, undefined, 'no AUROC borrowed from the features route');
+
+  // Classifies a held-out painting through the runtime, with the card's preprocessing; the validation
+  // paintings in the same batch give the scores the threshold was chosen on, now from the ONNX outputs.
   const dataset = await loadDataset(PAINTINGS, { artists: ARTISTS, split: SPLIT, seed: SEED });
   const classifier = await Classifier.load(out, { provider: 'cpu' });
   try {
-    const { probabilities } = await classifier.run([await decodeImage(await readFile(dataset.test[0].path), classifier.card.preprocessing)]);
-    assert.equal(probabilities.length, 1);
+    const paths = [dataset.test[0].path, ...dataset.validation.map((s) => s.path)];
+    const images = await Promise.all(paths.map(async (p) => decodeImage(await readFile(p), classifier.card.preprocessing)));
+    const { probabilities, openSet: verdicts } = await classifier.run(images);
+    assert.equal(probabilities.length, paths.length);
     assert.equal(probabilities[0].length, ARTISTS.length);
     assert.ok(Math.abs(probabilities[0].reduce((a, b) => a + b, 0) - 1) < 1e-5, `probabilities sum to 1: ${probabilities[0]}`);
+    assert.ok(verdicts && verdicts.length === paths.length, 'one open-set verdict per image');
+    assert.equal(typeof verdicts[0].unknown, 'boolean');
+    const runtime = acceptThreshold(verdicts.slice(1).map((v) => v.score), openSet.targetAcceptRate).threshold;
+    assert.ok(Math.abs(runtime - openSet.threshold) <= 1e-4 * Math.max(1, Math.abs(openSet.threshold)), `threshold from the runtime's validation scores ${runtime} vs the card's ${openSet.threshold}`);
+
+    const rows = join(tmp, `${request.method}-${card.name}.jsonl`);
+    await classifyArchive({ inputs: [dataset.test[0].path], classifier, out: rows, progress: false });
+    const row = JSON.parse(await readFile(rows, 'utf8'));
+    assert.equal(typeof row.unknown, 'boolean');
+    assert.equal(typeof row.open_set_score, 'number');
+    assert.equal(row.unknown, verdicts[0].unknown);
   } finally {
     await classifier.dispose();
   }
-  console.log(`${request.method}: ${seconds.toFixed(1)} s, test ${card.metrics.test?.accuracy}, parity ${card.parity.maxAbsDiff.toExponential(2)}`);
+  console.log(`${request.method}: ${seconds.toFixed(1)} s, test ${card.metrics.test?.accuracy}, parity ${card.parity.maxAbsDiff.toExponential(2)}, open set ${openSet.score} >= ${openSet.threshold.toFixed(3)}`);
   return out;
 }
 

@@ -4,9 +4,9 @@
  * probabilities, Lakshminarayanan et al. 2017), temperature-scaled on validation (Guo et al. 2017).
  *
  * members -> checks (classes, preprocessing, split digests) -> merged graph (export/ensemble.ts) ->
- * rebuilt train/validation/test splits run through the ensemble ONNX (metrics, T fitted on validation)
- * -> parity (ensemble ONNX vs the mean of the members' own ONNX outputs on held-out images) ->
- * `<out>/model.onnx` + `MODEL_CARD.md` + `history.json`.
+ * rebuilt train/validation/test splits run through the ensemble ONNX (metrics, T fitted on validation,
+ * open-set threshold on the maximum softmax probability) -> parity (ensemble ONNX vs the mean of the
+ * members' own ONNX outputs on held-out images) -> `<out>/model.onnx` + `MODEL_CARD.md` + `history.json`.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -24,6 +24,7 @@ import { imageBytes, type PreprocessSpec } from '../src/preprocess/spec.js';
 import { nll, softmaxRows } from './calibration.js';
 import { loadDataset, splitDigest, type Sample } from './dataset.js';
 import { accuracyOf, calibrateOnValidation, cardIdentity, checkOutputFolder, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
+import { fitOutputOpenSet, formatOpenSet } from './open-set.js';
 import type { TrainResult } from './train.js';
 
 export interface EnsembleOptions {
@@ -213,6 +214,16 @@ export async function trainEnsemble(options: EnsembleOptions): Promise<TrainResu
     ...(test ? { test: { images: test.labels.length, accuracy: accuracyOf(test, c) } } : {}),
   };
   log(`ensemble: validation ${pct(card.metrics.validation.accuracy)}${card.metrics.test ? `, test ${pct(card.metrics.test.accuracy)} (held out)` : ''} (members: ${members.map((m) => `${m.card.name} ${pct(m.card.metrics.validation.accuracy)}`).join(', ')} on validation)`);
+
+  // Open set: maximum softmax probability of the final graph's `probabilities` = softmax(log(mean p) / T),
+  // recomputed here as the graph does (floor, Log, Div T, Softmax). Not energy: the exported `logits` are
+  // log(mean p) / T, whose logsumexp is log(sum p) = 0 for every image at T = 1 (log sum p^(1/T) at other
+  // T), not the free energy of a classifier's logits (export/ensemble.ts). No `auroc`:
+  // docs/open-set.json (measuredOpenSetAuroc) measured the features route, not an ensemble; the card
+  // states none rather than a borrowed figure.
+  const calibrated = (s: SplitPredictions) => softmaxRows(logMean(s.probabilities), c, calibration.temperature);
+  card.openSet = fitOutputOpenSet({ classes: c, validation: { probabilities: calibrated(validation) }, test: test && { probabilities: calibrated(test) } });
+  log(formatOpenSet(card.openSet));
 
   // Parity: the final graph against the mean of the members' own ONNX models, on real held-out images.
   const parityPaths = (dataset.test.length ? dataset.test : dataset.validation).map((s) => s.path).slice(0, options.parityImages ?? 32);

@@ -10,9 +10,11 @@ import * as tf from '@tensorflow/tfjs';
 import { EigenvalueDecomposition, Matrix, QrDecomposition } from 'ml-matrix';
 import seedrandom from 'seedrandom';
 import { OPEN_SET_SCORE_OUTPUT, withOpenSetScore, type WhitenedCentres } from '../export/open-set-graph.js';
+import { outputOpenSetScores } from '../src/inference/open-set-score.js';
 import { GRAPH_OPEN_SET_SCORES, type ModelCard, type OpenSetScoreName } from '../src/model/card.js';
 import type { ModelProto } from '../src/onnx/model.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
+import { softmaxRows } from './calibration.js';
 import type { FeatureSet, TrainedHead } from './head.js';
 
 /** The card's `openSet` entry. */
@@ -148,6 +150,97 @@ export function fitOpenSet(options: FitOpenSetOptions): OpenSetCard {
     ...(options.auroc ? { auroc: options.auroc } : {}),
     ...(options.parameters ? { parameters: options.parameters } : {}),
   };
+}
+
+/**
+ * `[N,C]` rows of one of the final model's class outputs (temperature already folded in), as its ONNX
+ * graph computes them: its `logits`, when they are the pre-softmax values of its output layer (the
+ * score is then `energy`), or else its `probabilities` (the score is then `msp`).
+ */
+export type ClassOutputRows = { logits: ArrayLike<number>; probabilities?: undefined } | { probabilities: ArrayLike<number>; logits?: undefined };
+
+/** Inputs of {@link fitOutputOpenSet}. */
+export interface OutputOpenSetInput {
+  /** Classes C (row width). */
+  classes: number;
+  /** The final model's outputs on the validation paintings: the threshold is chosen on them. */
+  validation: ClassOutputRows;
+  /** The same output on the held-out test paintings, when the split has any: gives `testAcceptRate`. */
+  test?: ClassOutputRows;
+  /** Default {@link DEFAULT_ACCEPT_RATE}. */
+  targetAcceptRate?: number;
+  /**
+   * Leave-one-artist-out AUROC, only where it was measured for this route (`measuredOpenSetAuroc`
+   * measured the `features` route; other methods leave it out rather than borrow it).
+   */
+  auroc?: OpenSetCard['auroc'];
+}
+
+/**
+ * The card's `openSet` entry of a score read from the class outputs: `energy` (logsumexp of the
+ * logits, Liu et al. 2020) when `validation` gives `logits`, `msp` (the largest probability, Hendrycks &
+ * Gimpel 2017) when it gives `probabilities`. Scores are computed by `outputOpenSetScores`
+ * (src/inference/open-set-score.ts), the function the runtime's `openSetVerdicts` applies to the ONNX
+ * outputs, and the threshold by {@link fitOpenSet}. The graph needs no extra output for either.
+ *
+ * Pass `logits` only when they are the model's true pre-softmax values (a Dense softmax output layer,
+ * temperature-scaled: `features`, `baseline`, `finetune`); an ensemble's `logits` are `log(mean p) / T`,
+ * whose logsumexp is the constant 0 at T = 1, so it passes `probabilities`.
+ *
+ * @throws Error when `test` gives the other output than `validation`, a row count is not a whole number
+ *   of `classes`-wide rows, or as {@link acceptThreshold} (no validation rows, a non-finite score).
+ * @example
+ * // logits [[0, ln 3], [0, 0]]: energy ln 4 and ln 2; at 50% the threshold is the larger one.
+ * fitOutputOpenSet({ classes: 2, validation: { logits: [0, Math.log(3), 0, 0] }, targetAcceptRate: 0.5 });
+ * // -> { score: 'energy', threshold: Math.log(4), validationAcceptRate: 0.5, validationImages: 2, ... }
+ */
+export function fitOutputOpenSet(input: OutputOpenSetInput): OpenSetCard {
+  const score = input.validation.logits !== undefined ? 'energy' : 'msp';
+  const scoresOf = (rows: ClassOutputRows, split: string) => {
+    const data = score === 'energy' ? rows.logits : rows.probabilities;
+    if (data === undefined) throw new Error(`Expected ${score === 'energy' ? 'logits' : 'probabilities'} for the ${split} split (as for validation: the ${score} score) but received ${score === 'energy' ? 'probabilities' : 'logits'}`);
+    return outputOpenSetScores(score, data, input.classes);
+  };
+  return fitOpenSet({
+    score,
+    validationScores: scoresOf(input.validation, 'validation'),
+    testScores: input.test ? scoresOf(input.test, 'test') : undefined,
+    targetAcceptRate: input.targetAcceptRate,
+    ...(input.auroc ? { auroc: input.auroc } : {}),
+  });
+}
+
+/** One line for the training log: the score, the threshold and what it accepts. */
+export function formatOpenSet(o: OpenSetCard): string {
+  const pc = (v: number) => `${(100 * v).toFixed(1)}%`;
+  return `open set: ${o.score} score, threshold ${o.threshold.toFixed(3)} (accepts ${pc(o.validationAcceptRate)} of validation paintings${o.testAcceptRate !== undefined ? `, ${pc(o.testAcceptRate)} of test paintings` : ''})`;
+}
+
+/**
+ * The logits of a TF.js model whose last layer is a Dense softmax layer, as the exporters write them to
+ * the `logits` output (the input of the graph's Softmax node: `h W + b` of that layer, with its weights
+ * as they are now, i.e. after `applyTemperature`): `h` (the layer's input, in inference mode) from
+ * `predict` run on a model sharing `model`'s layers, then `h W + b`.
+ *
+ * @param predict - runs the given model on the split (in batches, say) and returns its `[N,H]` rows.
+ * @returns `[N,C]` logits, row-major.
+ * @throws Error when the last layer is not a Dense layer with softmax activation, or `predict` returns
+ *   rows of another width.
+ */
+export function denseSoftmaxLogits(model: tf.LayersModel, predict: (penultimate: tf.LayersModel) => Float32Array): Float32Array {
+  const last = model.layers[model.layers.length - 1];
+  const activation = (last.getConfig() as { activation?: unknown }).activation;
+  if (last.getClassName() !== 'Dense' || activation !== 'softmax') {
+    throw new Error(`Expected the last layer (${last.name}) to be Dense with softmax activation but it is ${last.getClassName()} (activation ${JSON.stringify(activation)})`);
+  }
+  // Inbound node 0 is the one `model` was built with (exporting may apply the layers again). The
+  // container owns no weights and is not disposed: disposing it would dispose `model`'s layers.
+  const penultimate = tf.model({ inputs: model.inputs, outputs: last.getInputAt(0) as tf.SymbolicTensor, name: `${model.name}_penultimate` });
+  const h = predict(penultimate);
+  const [kernel, bias] = last.getWeights();
+  const hidden = kernel.shape[0];
+  if (h.length % hidden !== 0) throw new Error(`Expected [N,${hidden}] values (the input of ${last.name}) from predict but received ${h.length}`);
+  return tf.tidy(() => tf.add(tf.matMul(tf.tensor2d(h, [h.length / hidden, hidden]), kernel as tf.Tensor2D), bias).dataSync() as Float32Array);
 }
 
 /** Per-feature standardisation `(x - mean) * invStd`, `[D]` each (the head's, see training/head.ts). */
@@ -395,16 +488,12 @@ export function fitHeadOpenSet(input: HeadOpenSetInput): { openSet: OpenSetCard;
   const c = head.classes;
   const common = { targetAcceptRate: input.targetAcceptRate, ...(input.auroc ? { auroc: input.auroc } : {}) };
   if (score === 'msp' || score === 'energy') {
-    const scoresOf = (set: FeatureSet) => {
+    // What the exported graph outputs: `logits`, and `probabilities` = Softmax of them.
+    const rows = (set: FeatureSet): ClassOutputRows => {
       const logits = headLogits(head, set.x);
-      return Array.from({ length: set.y.length }, (_, i) => {
-        const row = logits.subarray(i * c, (i + 1) * c);
-        const max = Math.max(...row);
-        const sum = row.reduce((s, v) => s + Math.exp(v - max), 0);
-        return score === 'msp' ? 1 / sum : max + Math.log(sum);
-      });
+      return score === 'energy' ? { logits } : { probabilities: softmaxRows(logits, c) };
     };
-    const openSet = fitOpenSet({ score, validationScores: scoresOf(input.validation), testScores: input.test ? scoresOf(input.test) : undefined, ...common });
+    const openSet = fitOutputOpenSet({ classes: c, validation: rows(input.validation), test: input.test ? rows(input.test) : undefined, ...common });
     return { openSet, addToModel: (model) => model };
   }
   const components = input.components ?? 64;

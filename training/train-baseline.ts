@@ -5,7 +5,8 @@
  *
  * data -> seeded split -> decode every image once at S x S (src/preprocess, kept in memory as uint8)
  * -> minibatches (seeded order, seeded horizontal flips) -> validation after every epoch, best epoch kept,
- * early stopping -> temperature scaling, metrics, model folder (training/finish.ts)
+ * early stopping -> temperature scaling, metrics, model folder (training/finish.ts), open-set threshold on the
+ * energy of the logits (training/open-set.ts)
  * -> ONNX (export/baseline-export.ts) -> parity on held-out images -> `<out>/model.onnx`.
  *
  * Normalisation: the card's preprocessing says mean 0 / std 1, so the graph computes x/255 only, which is
@@ -37,6 +38,7 @@ import { reseedDropout } from './dropout.js';
 import { accuracyOf, calibrateOnValidation, cardIdentity, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 import { applyTemperature, type EpochLog } from './head.js';
 import { BASELINE_MIN_INPUT_SIZE, buildBaselineCnn } from './models/baseline.js';
+import { denseSoftmaxLogits, fitOutputOpenSet, formatOpenSet } from './open-set.js';
 import type { TrainOptions, TrainResult } from './train.js';
 
 /** Default input width = height of the baseline, in pixels (the book's is 150: see the file comment for why 64). */
@@ -189,6 +191,14 @@ export async function trainBaseline(options: BaselineOptions): Promise<TrainResu
   };
   log(`best epoch ${best!.epoch}/${history.length}: validation ${pct(metrics.validation.accuracy)}${metrics.test ? `, test ${pct(metrics.test.accuracy)} (held out)` : ''}; training ${trainSeconds.toFixed(0)} s`);
 
+  // Open set: energy of the exported `logits` (the Softmax node's input: the output Dense layer with T
+  // folded in), chosen to accept 95% of validation paintings. No `auroc`: docs/open-set.json
+  // (measuredOpenSetAuroc) measured the features route, not this network; the card states none rather
+  // than a borrowed figure.
+  const logitsOf = (set: PixelSet) => denseSoftmaxLogits(model, (penultimate) => predictPixels(penultimate, set.pixels, size));
+  const openSet = fitOutputOpenSet({ classes: c, validation: { logits: logitsOf(valSet) }, test: hasTest ? { logits: logitsOf(testSet) } : undefined });
+  log(formatOpenSet(openSet));
+
   const card: ModelCard = {
     ...cardIdentity(out, options.name, dataset.classes, spec),
     base: { name: 'none', sha256: '', features: 'learned', featureDim: 512 },
@@ -207,6 +217,7 @@ export async function trainBaseline(options: BaselineOptions): Promise<TrainResu
     },
     metrics,
     calibration,
+    openSet,
     parity: { images: 0, maxAbsDiff: 0, tolerance: 0 },
     createdAt: new Date().toISOString(),
   };

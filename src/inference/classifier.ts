@@ -10,6 +10,7 @@ import type { ModelCard } from '../model/card.js';
 import { cardOfBytes } from '../model/read-card.js';
 import { DEFAULT_MODEL_NAME, MODELS_DIR } from '../paths.js';
 import { imageBytes } from '../preprocess/spec.js';
+import { outputOpenSetScores } from './open-set-score.js';
 import { createSession, type ExecutionProvider, type SessionOptions } from './session.js';
 
 /** One artist and its probability. */
@@ -172,7 +173,8 @@ export function openSetOutputNames(card: Pick<ModelCard, 'openSet' | 'outputs'>)
  * outputs, so the CLI, the API and the web page agree).
  *
  * Scores (see `OPEN_SET_SCORES` in model/card.ts): `msp` = max over the row of `probabilities`;
- * `energy` = logsumexp over the row of `logits`; graph scores = element i of `openSet.output`
+ * `energy` = logsumexp over the row of `logits` (both by `outputOpenSetScores`, which training uses to
+ * choose the threshold); graph scores = element i of `openSet.output`
  * (`[N]` or `[N,1]`). `unknown` = `!(score >= threshold)`, so a NaN score is unknown.
  *
  * @param n - images in the batch.
@@ -191,20 +193,9 @@ export function openSetVerdicts(card: Pick<ModelCard, 'openSet' | 'outputs' | 'c
   if (!data || data.length !== n * width) {
     throw new Error(`Expected output ${JSON.stringify(name)} with ${n * width} values ([${n},${width}] float32) for the open-set score ${openSet.score} but received ${data ? data.length : 'no such output'}`);
   }
+  const scores = openSet.score === 'msp' || openSet.score === 'energy' ? outputOpenSetScores(openSet.score, data, c) : data;
   return Array.from({ length: n }, (_, i) => {
-    let score: number;
-    if (openSet.score === 'msp') {
-      score = -Infinity;
-      for (let j = 0; j < c; j++) score = Math.max(score, data[i * c + j]);
-    } else if (openSet.score === 'energy') {
-      let max = -Infinity;
-      for (let j = 0; j < c; j++) max = Math.max(max, data[i * c + j]);
-      let sum = 0;
-      for (let j = 0; j < c; j++) sum += Math.exp(data[i * c + j] - max);
-      score = max + Math.log(sum);
-    } else {
-      score = data[i];
-    }
+    const score = scores[i];
     return { score, unknown: !(score >= openSet.threshold) };
   });
 }
