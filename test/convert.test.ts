@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { clipLayer } from '../export/convert/clip-layer.js';
 import { dequantizeModel } from '../export/convert/dequantize.js';
@@ -224,6 +224,7 @@ test('int8 import options are checked; the CPU arithmetic is read from /proc/cpu
     assert.equal(cpu('avx2 avx512f avx512_vnni'), 'spec');
     assert.equal(cpu('avx2 avx_vnni'), 'spec');
     assert.equal(cpu('sse4_2'), 'spec');
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

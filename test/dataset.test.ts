@@ -1,6 +1,6 @@
 /** Dataset layouts and the seeded split. */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, writeFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -23,8 +23,9 @@ test('flat layout: 240/30/30 per artist, disjoint, reproducible from the seed', 
   for (const s of a.test) assert.equal(basename(join(s.path, '..')), artists[s.label], 'label is the folder');
 });
 
-test('keras layout: train/validation/test folders are used as given', async () => {
+test('keras layout: train/validation/test folders are used as given', async (t) => {
   const root = await mkdtemp(join(os.tmpdir(), 'artist-id-keras-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
   const counts = { train: 4, validation: 2, test: 3 };
   for (const [split, n] of Object.entries(counts)) {
     for (const artist of ['claude-monet', 'edgar-degas']) {

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, symlink, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -35,8 +35,9 @@ function cli(args: string[], env: NodeJS.ProcessEnv): { stdout: string; stderr: 
   return { stdout: result.stdout, stderr: result.stderr };
 }
 
-test('train -> export -> classify held-out real paintings -> evaluate', async () => {
+test('train -> export -> classify held-out real paintings -> evaluate', async (t) => {
   const tmp = await mkdtemp(join(os.tmpdir(), 'artist-id-e2e-'));
+  t.after(() => rm(tmp, { recursive: true, force: true }));
   const env = { ARTIST_ID_WEIGHTS_DIR: WEIGHTS, ARTIST_ID_CACHE: join(tmp, 'cache'), ARTIST_ID_OFFLINE: '1' };
   const out = join(tmp, 'model');
 
@@ -99,8 +100,9 @@ test('train -> export -> classify held-out real paintings -> evaluate', async ()
   assert.match(again.stderr, /already holds a model\.onnx; choose another folder or pass --overwrite/);
 });
 
-test('classify the whole shared paintings tree with the shipped model: one row per painting, others skipped and counted', async () => {
+test('classify the whole shared paintings tree with the shipped model: one row per painting, others skipped and counted', async (t) => {
   const tmp = await mkdtemp(join(os.tmpdir(), 'artist-id-tree-'));
+  t.after(() => rm(tmp, { recursive: true, force: true }));
   const out = join(tmp, 'all.csv');
   const { stderr } = cli(['classify', PAINTINGS, '--out', out, '--batch-size', '32'], {});
   const lines = (await readFile(out, 'utf8')).trim().split('\n');

@@ -10,10 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { classifyArchive } from '../src/archive/run.js';
 import { Classifier } from '../src/inference/classifier.js';
 import { createSession } from '../src/inference/session.js';
@@ -45,6 +45,8 @@ before(async () => {
   process.env.ARTIST_ID_WEIGHTS_DIR ??= WEIGHTS;
   assert.equal((await initTrainingBackend('wasm')).name, 'wasm');
 });
+
+after(() => rm(tmp, { recursive: true, force: true }));
 
 /** Trains one rung and checks what every rung's model must satisfy; returns its folder. */
 async function trainAndCheck(request: TrainRequest & { method: TrainMethod }): Promise<string> {
