@@ -14,7 +14,7 @@ import { headToOnnx } from '../export/head-to-onnx.js';
 import { encodeModel } from '../src/onnx/model.js';
 import { DataType } from '../src/onnx/schema.js';
 import { initTrainingBackend } from '../training/backend.js';
-import { buildHead, DEFAULT_HEAD, fitStandardizer, predictHead, setLearningRate, trainHead, type FeatureSet, type HeadConfig, type TrainedHead } from '../training/head.js';
+import { batchTargets, buildHead, DEFAULT_HEAD, validateHeadConfig, fitStandardizer, predictHead, setLearningRate, trainHead, type FeatureSet, type HeadConfig, type TrainedHead } from '../training/head.js';
 import { cosineAnnealing, createLrSchedule, plateauStart, plateauUpdate, stepDecay, type LrScheduleParams } from '../training/schedules.js';
 
 const close = (a: number, b: number, tol = 1e-12) => assert.ok(Math.abs(a - b) <= tol, `${a} != ${b}`);
@@ -197,4 +197,55 @@ test('BatchNormalization export: folded into the hidden Dense, ONNX vs TF.js max
   assert.ok(withoutBn.some((v, i) => Math.abs(v - reference[i]) > 1e-2), 'the BN statistics matter for this test to mean anything');
   await session.release();
   model.dispose();
+});
+
+test('label smoothing: targets (1 - eps) * onehot + eps / C, as Keras CategoricalCrossentropy(label_smoothing)', () => {
+  const targets = batchTargets(4, { labelSmoothing: 0.2, mixup: 0, seed: 1 });
+  const [x, y] = targets(new Float32Array([1, 2, 3, 4]), [0, 3]);
+  assert.deepEqual(Array.from(x.dataSync()), [1, 2, 3, 4]);
+  const got = Array.from(y.dataSync());
+  [0.85, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.85].forEach((v, i) => close(got[i], v, 1e-7));
+  tf.dispose([x, y]);
+});
+
+test('mixup: each row is lam * row_i + (1 - lam) * row_j of the batch, targets mixed with the same lam, reproducible from the seed', () => {
+  const b = 8;
+  const d = 3;
+  const labels = [0, 1, 2, 0, 1, 2, 0, 1];
+  const xs = Float32Array.from({ length: b * d }, (_, i) => (i * 7919) % 101);
+  const run = (seed: number) => {
+    const targets = batchTargets(3, { labelSmoothing: 0, mixup: 0.4, seed });
+    const out: number[][][] = [];
+    for (let step = 0; step < 3; step++) {
+      const [x, y] = targets(xs, labels);
+      out.push([Array.from(x.dataSync()), Array.from(y.dataSync())]);
+      tf.dispose([x, y]);
+    }
+    return out;
+  };
+  const first = run(5);
+  assert.deepEqual(run(5), first, 'same seed, same batches');
+  assert.notDeepEqual(run(6), first, 'another seed, other batches');
+  let mixedRows = 0;
+  for (const [x, y] of first) {
+    // One lam per batch: read it off a row whose partner has another label (its own label's weight).
+    const lam = labels.map((own, i) => y[i * 3 + own]).find((w) => w < 1 - 1e-6) ?? 1;
+    for (let i = 0; i < b; i++) {
+      const row = y.slice(i * 3, i * 3 + 3);
+      close(row.reduce((s, v) => s + v, 0), 1, 1e-6);
+      const found = labels.some((lj, j) => {
+        const xOk = Array.from({ length: d }, (_, k) => k).every((k) => Math.abs(lam * xs[i * d + k] + (1 - lam) * xs[j * d + k] - x[i * d + k]) < 1e-3);
+        const yOk = [0, 1, 2].every((k) => Math.abs(lam * Number(labels[i] === k) + (1 - lam) * Number(lj === k) - row[k]) < 1e-6);
+        if (xOk && yOk && lj !== labels[i]) mixedRows++;
+        return xOk && yOk;
+      });
+      assert.ok(found, `row ${i} is not lam * x_i + (1 - lam) * x_j (with targets to match) for any j, lam ${lam}`);
+    }
+  }
+  assert.ok(mixedRows > 0, 'some rows were mixed with another class');
+});
+
+test('label smoothing and mixup are checked, naming the parameter', () => {
+  assert.throws(() => validateHeadConfig({ ...DEFAULT_HEAD, labelSmoothing: 1 }), /labelSmoothing.*received 1/);
+  assert.throws(() => validateHeadConfig({ ...DEFAULT_HEAD, mixup: -0.1 }), /mixup.*received -0.1/);
 });

@@ -12,8 +12,16 @@
  *
  * The learning rate follows `lrSchedule` (training/schedules.ts), set on the Adam optimizer before
  * each epoch and recorded per epoch in the history.
+ *
+ * Two regularisers of the targets, both off by default and each a row in docs/RESULTS.md:
+ * - label smoothing (Szegedy et al. 2016, "Rethinking the Inception Architecture", sec. 7): the one-hot
+ *   target becomes `(1 - eps) * onehot + eps / C`, as Keras' `CategoricalCrossentropy(label_smoothing=eps)`;
+ * - mixup (Zhang et al. 2018, "mixup: Beyond Empirical Risk Minimization", ICLR), here on the bottleneck
+ *   features: each batch is mixed with a shuffled copy of itself, `x = lam * x_i + (1 - lam) * x_j` and the
+ *   same for the targets, with one `lam ~ Beta(alpha, alpha)` per batch (the paper's reference code).
  */
 import * as tf from '@tensorflow/tfjs';
+import { randomBeta } from 'd3-random';
 import seedrandom from 'seedrandom';
 import type { Standardizer } from '../export/head-to-onnx.js';
 import { seededShuffle } from './dataset.js';
@@ -45,6 +53,10 @@ export interface HeadConfig {
   lrPatience: number;
   /** cosine: rate reached after the last epoch; plateau: Keras `min_lr`. */
   lrMin: number;
+  /** Label smoothing eps in [0,1): targets `(1 - eps) * onehot + eps / C` (Szegedy et al. 2016); 0 = off. */
+  labelSmoothing: number;
+  /** Mixup alpha >= 0: batches mixed with `lam ~ Beta(alpha, alpha)` (Zhang et al. 2018; they use 0.1-0.4); 0 = off. */
+  mixup: number;
   /** Maximum epochs. */
   epochs: number;
   /** Stop after this many epochs without a better validation score. */
@@ -65,6 +77,8 @@ export const DEFAULT_HEAD: HeadConfig = {
   lrFactor: 0.5,
   lrPatience: 5,
   lrMin: 0,
+  labelSmoothing: 0,
+  mixup: 0,
   epochs: 80,
   patience: 20,
   batchSize: 32,
@@ -132,6 +146,8 @@ export function validateHeadConfig(config: HeadConfig): void {
   if (!(config.dropout >= 0 && config.dropout < 1)) fail('dropout', 'a rate in [0,1)', config.dropout);
   if (!(Number.isInteger(config.epochs) && config.epochs >= 1)) fail('epochs', 'an integer >= 1', config.epochs);
   if (!(Number.isInteger(config.batchSize) && config.batchSize >= 1)) fail('batchSize', 'an integer >= 1', config.batchSize);
+  if (!(config.labelSmoothing >= 0 && config.labelSmoothing < 1)) fail('labelSmoothing', 'a number in [0,1)', config.labelSmoothing);
+  if (!(config.mixup >= 0 && Number.isFinite(config.mixup))) fail('mixup', 'a finite number >= 0 (the Beta(alpha, alpha) parameter; 0 = off)', config.mixup);
   if (typeof config.batchNorm !== 'boolean') fail('batchNorm', 'true or false', config.batchNorm);
   if (config.batchNorm && config.hidden === 0) {
     throw new Error('Expected hidden > 0 with batchNorm (BatchNormalization goes between the hidden Dense and its ReLU) but received hidden 0; pass --hidden N or drop --batch-norm');
@@ -215,6 +231,7 @@ export async function trainHead(
   const history: EpochLog[] = [];
   let best: { epoch: number; acc: number; loss: number; weights: tf.Tensor[] } | undefined;
   const rng = seedrandom(`head:${config.seed}`);
+  const targetsOf = batchTargets(classes, config);
   const order = train.y.map((_, i) => i);
   const schedule = scheduleOf(config);
   let step = 0;
@@ -227,8 +244,7 @@ export async function trainHead(
     let accSum = 0;
     for (let start = 0; start < perm.length; start += config.batchSize) {
       const idx = perm.slice(start, start + config.batchSize);
-      const xb = tf.tensor2d(gatherRows(xTrain, idx, featureDim), [idx.length, featureDim]);
-      const yb = tf.tidy(() => tf.oneHot(tf.tensor1d(idx.map((i) => train.y[i]), 'int32'), classes));
+      const [xb, yb] = targetsOf(gatherRows(xTrain, idx, featureDim), idx.map((i) => train.y[i]));
       // A seeded TF.js Dropout repeats its mask at every call: a fresh, reproducible seed per step (training/dropout.ts).
       reseedDropout(model, config.seed, step++);
       const [l, a] = (await model.trainOnBatch(xb, yb)) as number[];
@@ -270,6 +286,36 @@ export function predictHead(head: TrainedHead, x: Float32Array): Float32Array {
     const input = tf.tensor2d(standardize(x, head.standardizer), [n, head.featureDim]);
     return (head.model.predict(input, { batchSize: 256 }) as tf.Tensor).dataSync() as Float32Array;
   });
+}
+
+/**
+ * The per-batch inputs and targets: one-hot, label-smoothed, and mixed (see the file comment); seeded
+ * by `config.seed`, so a run is reproducible.
+ *
+ * @returns a function of a batch's standardised rows `[B,D]` and labels giving `x` `[B,D]` and soft targets `[B,C]`.
+ */
+export function batchTargets(classes: number, config: Pick<HeadConfig, 'labelSmoothing' | 'mixup' | 'seed'>): (x: Float32Array, labels: number[]) => [tf.Tensor2D, tf.Tensor2D] {
+  const eps = config.labelSmoothing;
+  const rng = seedrandom(`mixup:${config.seed}`);
+  const lambda = config.mixup > 0 ? randomBeta.source(rng)(config.mixup, config.mixup) : () => 1;
+  return (x, labels) => {
+    const b = labels.length;
+    const d = x.length / b;
+    const y = new Float32Array(b * classes).fill(eps / classes);
+    labels.forEach((label, i) => (y[i * classes + label] += 1 - eps));
+    const lam = lambda();
+    if (lam === 1) return [tf.tensor2d(x, [b, d]), tf.tensor2d(y, [b, classes])];
+    // A seeded shuffle of the batch is the partner of each row (the reference code's `index = randperm(B)`).
+    const partner = seededShuffle(labels.map((_, i) => i), `${rng()}`);
+    const xm = new Float32Array(x.length);
+    const ym = new Float32Array(y.length);
+    for (let i = 0; i < b; i++) {
+      const j = partner[i];
+      for (let k = 0; k < d; k++) xm[i * d + k] = lam * x[i * d + k] + (1 - lam) * x[j * d + k];
+      for (let k = 0; k < classes; k++) ym[i * classes + k] = lam * y[i * classes + k] + (1 - lam) * y[j * classes + k];
+    }
+    return [tf.tensor2d(xm, [b, d]), tf.tensor2d(ym, [b, classes])];
+  };
 }
 
 function gatherRows(x: Float32Array, rows: number[], d: number): Float32Array {

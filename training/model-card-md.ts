@@ -33,7 +33,7 @@ export function describeMethod(card: ModelCard): string {
   trained on the same data and split: ${h.members ?? '(see hyperparameters)'}. \`features\` are the members' features side by side (${card.base.featureDim}-d).`;
     default:
       return `\`${t.method}\` — frozen ImageNet base ${base}, bottleneck features
-  \`${card.base.features}\` (${card.base.features === 'style' ? 'per-channel mean/std and Gram statistics of several feature maps, computed in the graph' : 'global average pool of the final feature map'}, ${card.base.featureDim}-d), dense head trained in TensorFlow.js.`;
+  \`${card.base.features}\` (${card.base.features === 'style' ? 'per-channel mean/std and Gram statistics of several feature maps, computed in the graph' : 'global average pool of the final feature map'}, ${card.base.featureDim}-d)${card.base.tta === 'flip' ? ', averaged over the image and its horizontal mirror inside the graph (test-time augmentation, 2x base compute)' : ''}, dense head trained in TensorFlow.js.`;
   }
 }
 

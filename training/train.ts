@@ -20,6 +20,7 @@ import { headToOnnx } from '../export/head-to-onnx.js';
 import { MOBILENETV2_STYLE_LAYERS, buildStyleFeatureModel, styleFeatureDim } from '../export/style.js';
 import { checkParity, type ParityResult } from '../export/parity.js';
 import { spliceHead } from '../export/splice.js';
+import { averageFeaturesOverFlip } from '../export/views.js';
 import { createSession } from '../src/inference/session.js';
 import type { ModelCard } from '../src/model/card.js';
 import { decodeModel, encodeModel } from '../src/onnx/model.js';
@@ -68,6 +69,11 @@ export interface TrainOptions extends SplitOptions {
    * (global average pool of the final map; the default and only choice for VGG16, whose style layers are not defined).
    */
   features?: 'pooled' | 'style';
+  /**
+   * Test-time augmentation inside the exported graph: `flip` averages the bottleneck features of each image
+   * and its horizontal mirror (export/views.ts), for training, evaluation and serving alike; `none` (default).
+   */
+  tta?: 'none' | 'flip';
   /** Head hyperparameter overrides. */
   head?: Partial<HeadConfig>;
   /** Replace a model already in `out`; without it, an existing model.onnx there is an error. */
@@ -138,16 +144,20 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
 
   const weights = await resolveBaseWeights(baseName, { weightsDir: options.weightsDir, acceptSha256: options.acceptSha256, log });
   log(`base: ${baseName} (${weights.source}: ${weights.path})`);
-  const featureModel = isVgg16
+  const tta = options.tta ?? 'none';
+  if (tta !== 'none' && tta !== 'flip') throw invalidParameterError('tta', '"none" or "flip"', tta);
+  const plainFeatureModel = isVgg16
     ? await (await import('../export/vgg16-base.js')).buildVgg16FeatureModel(weights.path, spec)
     : featureKind === 'style'
       ? buildStyleFeatureModel(decodeModel(await readFile(weights.path), weights.path), baseInfo, spec, MOBILENETV2_STYLE_LAYERS)
       : buildFeatureModel(decodeModel(await readFile(weights.path), weights.path), baseInfo, spec);
+  // With flip TTA the features themselves are view-averaged, so the head trains on what it will be served.
+  const featureModel = tta === 'flip' ? averageFeaturesOverFlip(plainFeatureModel) : plainFeatureModel;
   const featureDim = featureKind === 'style' ? styleFeatureDim(MOBILENETV2_STYLE_LAYERS) : baseInfo.featureDim;
   const featureBytes = encodeModel(featureModel);
   const { session: featureSession } = await createSession(featureBytes, { provider: 'auto' });
   const extractor: FeatureExtractor = { session: featureSession, modelKey: featureModelKey(featureBytes), spec, featureDim };
-  log(`bottleneck features: ${featureKind}, ${featureDim}-d`);
+  log(`bottleneck features: ${featureKind}, ${featureDim}-d${tta === 'flip' ? ', averaged over the image and its mirror (TTA)' : ''}`);
 
   const digests: Record<string, string> = {};
   const contents: Record<string, string[]> = {};
@@ -189,7 +199,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
 
   const card: ModelCard = {
     ...cardIdentity(out, options.name, dataset.classes, spec),
-    base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim },
+    base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim, ...(tta === 'flip' ? { tta } : {}) },
     training: {
       method: 'features',
       data: options.data,

@@ -78,6 +78,9 @@ const TRAIN_FLAG_METHODS: Record<string, readonly TrainMethod[]> = {
   '--hidden': ['features'],
   '--batch-norm': ['features'],
   '--lr-schedule': ['features'],
+  '--label-smoothing': ['features'],
+  '--mixup': ['features'],
+  '--tta': ['features'],
   '--l2': ['features', 'finetune'],
   '--weights-dir': ['features', 'finetune'],
   '--views': ['finetune'],
@@ -192,6 +195,9 @@ Exit status:
     .option('--l2 <lambda>', 'features, finetune: L2 penalty on the head\'s Dense kernels; default 1e-3', asArgument((v) => expectNumber('--l2', v, 0, 10)))
     .option('--batch-norm', 'features: BatchNormalization between the hidden Dense and its ReLU (needs --hidden > 0)')
     .addOption(new Option('--lr-schedule <name>', 'features: learning-rate schedule over epochs (default constant)').choices([...LR_SCHEDULE_NAMES]))
+    .option('--label-smoothing <eps>', 'features: label smoothing of the targets, in [0,1) (Szegedy et al. 2016; default 0)', asArgument((v) => expectNumber('--label-smoothing', v, 0, 0.99)))
+    .option('--mixup <alpha>', 'features: mixup of bottleneck features and targets with lambda ~ Beta(alpha, alpha) (Zhang et al. 2018; 0.1-0.4 typical; default 0 = off)', asArgument((v) => expectNumber('--mixup', v, 0, 10)))
+    .addOption(new Option('--tta <views>', 'features: test-time augmentation inside the model: flip averages the bottleneck features of the image and its mirror (2x inference cost); default none').choices(['none', 'flip']))
     .option('--views <n>', 'finetune: augmented views per training image (default 4)', asArgument((v) => expectInteger('--views', v, 0, 64)))
     .option('--train-blocks <n>', 'finetune: top stages of the base that are trained, 0-4 (default 1)', asArgument((v) => expectInteger('--train-blocks', v, 0, 4)))
     .addOption(new Option('--optimizer <name>', 'finetune: optimiser of the fine-tuning step (default adam)').choices(['adam', 'rmsprop']))
@@ -216,13 +222,13 @@ option to a method it does not apply to is an error.`)
       }
       const common = { out: opts.out, name: opts.name, overwrite: opts.overwrite };
       const split = { data: opts.data, artists: opts.artists, split: opts.split, seed: opts.seed };
-      const head = defined({ epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, hidden: opts.hidden, dropout: opts.dropout, l2: opts.l2, batchNorm: opts.batchNorm, lrSchedule: opts.lrSchedule });
+      const head = defined({ epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, hidden: opts.hidden, dropout: opts.dropout, l2: opts.l2, batchNorm: opts.batchNorm, lrSchedule: opts.lrSchedule, labelSmoothing: opts.labelSmoothing, mixup: opts.mixup });
       switch (method) {
         case 'baseline':
           await runTraining({ method, ...common, ...split, ...defined({ inputSize: opts.inputSize, epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, dropout: opts.dropout, augment: opts.augment }) });
           return;
         case 'features':
-          await runTraining({ method, ...common, ...split, base: opts.base, weightsDir: opts.weightsDir, features: opts.features, head });
+          await runTraining({ method, ...common, ...split, base: opts.base, weightsDir: opts.weightsDir, features: opts.features, ...defined({ tta: opts.tta }), head });
           return;
         case 'finetune':
           await runTraining({

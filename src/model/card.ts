@@ -91,6 +91,8 @@ export const modelCardSchema = z.object({
     /** `pooled`: global-average-pooled final feature map; `style`: mean/std/Gram statistics of several maps; `learned`: the penultimate layer of a network trained from scratch (no pretrained base: name `none`). */
     features: z.enum(['pooled', 'style', 'learned']).default('pooled'),
     featureDim: z.number().int().positive(),
+    /** Test-time augmentation inside the graph: `flip` = the features are the mean of the image's and its horizontal mirror's (2x base compute). Absent: none. */
+    tta: z.enum(['flip']).optional(),
   }),
   training: z.object({
     method: z.string(),
