@@ -1,7 +1,8 @@
 /**
  * Reliability diagram of a model on its own held-out test split, before and after temperature scaling
  * (15 equal-width confidence bins, as the card's ECE): writes docs/reliability.svg and
- * docs/reliability.json (the bins).
+ * docs/reliability.json (the bins). Also the ECE's 95% bootstrap interval and the ECE a perfectly calibrated
+ * model with the same confidences would show on a split this size (training/calibration.ts eceUncertainty).
  *
  * The model's logits already include the temperature T of its card (folded into the output layer), so
  * "after" is softmax(logits) and "before" is softmax(T * logits). The test split is rebuilt from the card
@@ -22,7 +23,7 @@ import { createSession } from '../src/inference/session.js';
 import { cardOfBytes } from '../src/model/read-card.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { decodeImage } from '../src/preprocess/decode.js';
-import { expectedCalibrationError, reliabilityDiagramSpec, softmaxRows } from '../training/calibration.js';
+import { eceUncertainty, expectedCalibrationError, reliabilityDiagramSpec, softmaxRows, topOneOutcomes } from '../training/calibration.js';
 import { loadDataset, splitDigest } from '../training/dataset.js';
 
 const { values } = parseArgs({
@@ -63,15 +64,22 @@ await session.release();
 const labels = dataset.test.map((s) => s.label);
 const before = expectedCalibrationError(softmaxRows(logits, c, 1 / temperature), labels, c, BINS);
 const after = expectedCalibrationError(softmaxRows(logits, c), labels, c, BINS);
+// A finite split cannot show ECE 0 even for a calibrated model: give the measured ECE's interval and that floor.
+const uncertaintyOf = (probabilities: Float32Array) => {
+  const { confidence, correct } = topOneOutcomes(probabilities, labels, c);
+  return eceUncertainty(confidence, correct, BINS);
+};
+const uncertainty = { before: uncertaintyOf(softmaxRows(logits, c, 1 / temperature)), after: uncertaintyOf(softmaxRows(logits, c)) };
 const series = [
   { name: 'before temperature scaling (T = 1)', ece: before.ece, bins: before.bins },
   { name: `after (T = ${temperature.toFixed(3)}, fitted on validation)`, ece: after.ece, bins: after.bins },
 ];
-const spec = reliabilityDiagramSpec(series, 'Reliability diagram (held-out test split)', `model ${card.name}: ${dataset.test.length} test paintings, ${c} artists, ${BINS} bins`);
+const spec = reliabilityDiagramSpec(series, 'Reliability diagram (held-out test split)', `model ${card.name}: ${dataset.test.length} test paintings, ${c} artists, ${BINS} bins. ECE after: ${after.ece.toFixed(3)} (95% bootstrap ${uncertainty.after.interval.map((x) => x.toFixed(3)).join('–')}); a calibrated model would show ${uncertainty.after.calibratedMean.toFixed(3)} (95th percentile ${uncertainty.after.calibrated95.toFixed(3)}) on this many images`);
 const view = new vega.View(vega.parse(vl.compile(spec as vl.TopLevelSpec, { logger: vega.logger(vega.Error) }).spec), { renderer: 'none', logLevel: vega.Error });
 const svg = await view.toSVG();
 view.finalize();
 await mkdir(dirname(values.out!), { recursive: true });
 await writeFile(values.out!, svg);
-await writeFile(values.out!.replace(/\.svg$/, '.json'), `${JSON.stringify({ model: card.name, temperature, images: labels.length, bins: BINS, series }, null, 1)}\n`);
+await writeFile(values.out!.replace(/\.svg$/, '.json'), `${JSON.stringify({ model: card.name, temperature, images: labels.length, bins: BINS, series, uncertainty }, null, 1)}\n`);
+process.stderr.write(`ECE after: 95% bootstrap interval ${uncertainty.after.interval.map((x) => x.toFixed(4)).join('–')}; a calibrated model with these confidences: ${uncertainty.after.calibratedMean.toFixed(4)} (95th percentile ${uncertainty.after.calibrated95.toFixed(4)})\n`);
 process.stderr.write(`test ECE ${before.ece.toFixed(4)} -> ${after.ece.toFixed(4)} (card: ${card.calibration?.testEceBefore?.toFixed(4)} -> ${card.calibration?.testEceAfter?.toFixed(4)}); wrote ${values.out}\n`);

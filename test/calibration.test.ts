@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import seedrandom from 'seedrandom';
-import { expectedCalibrationError, fitTemperature, nll, reliabilityDiagramSpec, softmaxRows } from '../training/calibration.js';
+import { eceUncertainty, expectedCalibrationError, fitTemperature, nll, reliabilityDiagramSpec, softmaxRows } from '../training/calibration.js';
 
 test('softmax rows sum to one and temperature flattens them', () => {
   const p1 = softmaxRows([2, 0, -1, 0, 0, 0], 3);
@@ -84,4 +84,27 @@ test('reliability diagram spec: one point per non-empty bin, series in the order
   const svg = await view.toSVG();
   view.finalize();
   assert.match(svg, /^<svg[\s\S]*before \(ECE 0\.450\)[\s\S]*<\/svg>$/);
+});
+
+test('ECE uncertainty: all-correct at confidence 1 has no noise; the noise floor of a calibrated 0.5 model matches the binomial expectation', () => {
+  const n = 100;
+  const certain = eceUncertainty(new Float64Array(n).fill(1), new Uint8Array(n).fill(1), 15, 200, 's');
+  assert.deepEqual(certain.interval, [0, 0]);
+  assert.equal(certain.calibratedMean, 0);
+  // Confidence 0.5 for every image: one bin, ECE = |k/n - 0.5| with k ~ Binomial(n, 0.5); E|k/n - 0.5| = C(n, n/2) / 2^(n+1).
+  let logBinom = 0;
+  for (let i = 1; i <= n / 2; i++) logBinom += Math.log(n / 2 + i) - Math.log(i);
+  const expected = Math.exp(logBinom - (n + 1) * Math.log(2)); // = 0.0398 for n = 100
+  const half = eceUncertainty(new Float64Array(n).fill(0.5), Uint8Array.from({ length: n }, (_, i) => i % 2), 15, 4000, 's');
+  assert.ok(Math.abs(half.calibratedMean - expected) < 0.004, `noise floor ${half.calibratedMean} vs ${expected}`);
+  assert.ok(half.calibrated95 > half.calibratedMean);
+  // Measured ECE is 0 (50 of 100 correct), and its bootstrap interval covers it and is non-degenerate.
+  assert.ok(half.interval[0] === 0 && half.interval[1] > 0.05, `interval ${half.interval}`);
+});
+
+test('ECE uncertainty: an over-confident model (confidence 0.9, 60% correct) lies far above the calibrated noise floor', () => {
+  const n = 300;
+  const u = eceUncertainty(new Float64Array(n).fill(0.9), Uint8Array.from({ length: n }, (_, i) => (i % 5 < 3 ? 1 : 0)), 15, 1000, 's');
+  assert.ok(u.interval[0] > 0.2 && u.interval[1] < 0.4, `interval ${u.interval} around the measured 0.3`);
+  assert.ok(u.calibrated95 < 0.05, `noise floor ${u.calibrated95}`);
 });

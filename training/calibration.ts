@@ -2,6 +2,7 @@
  * Confidence calibration: temperature scaling (Guo, Pleiss, Sun & Weinberger 2017, "On Calibration of
  * Modern Neural Networks") fitted on the validation split, and the expected calibration error.
  */
+import seedrandom from 'seedrandom';
 
 /** Softmax of `logits / temperature`, row-wise over `[N,C]`. */
 export function softmaxRows(logits: ArrayLike<number>, c: number, temperature = 1): Float32Array {
@@ -75,19 +76,36 @@ export interface ReliabilityBin {
  * @param bins - number of bins; 15 as in Guo et al.
  */
 export function expectedCalibrationError(probabilities: ArrayLike<number>, labels: number[], c: number, bins = 15): { ece: number; bins: ReliabilityBin[] } {
-  const acc = new Array<number>(bins).fill(0);
-  const conf = new Array<number>(bins).fill(0);
-  const count = new Array<number>(bins).fill(0);
+  const { confidence, correct } = topOneOutcomes(probabilities, labels, c);
+  return binnedCalibrationError(confidence, correct, bins);
+}
+
+/** Top-1 confidence and whether the top-1 class is the label, per row of `[N,C]` probabilities. */
+export function topOneOutcomes(probabilities: ArrayLike<number>, labels: number[], c: number): { confidence: Float64Array; correct: Uint8Array } {
+  const confidence = new Float64Array(labels.length);
+  const correct = new Uint8Array(labels.length);
   labels.forEach((y, i) => {
     let k = 0;
     for (let j = 1; j < c; j++) if (probabilities[i * c + j] > probabilities[i * c + k]) k = j;
-    const p = probabilities[i * c + k];
+    confidence[i] = probabilities[i * c + k];
+    correct[i] = k === y ? 1 : 0;
+  });
+  return { confidence, correct };
+}
+
+/** ECE and reliability bins of top-1 confidences and outcomes (equal-width bins, see {@link expectedCalibrationError}). */
+export function binnedCalibrationError(confidences: ArrayLike<number>, correct: ArrayLike<number>, bins = 15): { ece: number; bins: ReliabilityBin[] } {
+  const acc = new Array<number>(bins).fill(0);
+  const conf = new Array<number>(bins).fill(0);
+  const count = new Array<number>(bins).fill(0);
+  for (let i = 0; i < confidences.length; i++) {
+    const p = confidences[i];
     const b = Math.min(bins - 1, Math.floor(p * bins));
     count[b]++;
     conf[b] += p;
-    acc[b] += k === y ? 1 : 0;
-  });
-  const n = labels.length;
+    acc[b] += correct[i];
+  }
+  const n = confidences.length;
   let ece = 0;
   const out: ReliabilityBin[] = [];
   for (let b = 0; b < bins; b++) {
@@ -98,6 +116,50 @@ export function expectedCalibrationError(probabilities: ArrayLike<number>, label
     out.push({ lower: b / bins, upper: (b + 1) / bins, count: nb, confidence, accuracy });
   }
   return { ece, bins: out };
+}
+
+/** What an ECE measured on a finite split can tell: its sampling interval and the noise floor of a calibrated model. */
+export interface EceUncertainty {
+  /** 95% bootstrap interval of the measured ECE (images resampled with replacement). */
+  interval: [number, number];
+  /**
+   * ECE a perfectly calibrated model with the same confidences would show on a split this size: mean and 95th
+   * percentile over draws in which each image is correct with probability equal to its confidence
+   * ("consistency resampling", Bröcker & Smith 2007, "Increasing the Reliability of Reliability Diagrams",
+   * Weather and Forecasting 22). A measured ECE inside this range is indistinguishable from perfect calibration.
+   */
+  calibratedMean: number;
+  calibrated95: number;
+}
+
+/**
+ * Sampling uncertainty of the ECE of top-1 outcomes: bootstrap interval and the consistency-resampling
+ * noise floor (see {@link EceUncertainty}).
+ *
+ * @param confidences - top-1 confidence per image (see {@link topOneOutcomes}).
+ * @param correct - 1 where the top-1 class is the label.
+ * @param draws - resamples for each estimate; default 2000.
+ * @param seed - seeds the resampling (reproducible figures).
+ */
+export function eceUncertainty(confidences: ArrayLike<number>, correct: ArrayLike<number>, bins = 15, draws = 2000, seed = 'ece'): EceUncertainty {
+  const rng = seedrandom(seed);
+  const n = confidences.length;
+  const conf = new Float64Array(n);
+  const hit = new Uint8Array(n);
+  const boot: number[] = [];
+  const floor: number[] = [];
+  for (let d = 0; d < draws; d++) {
+    for (let i = 0; i < n; i++) {
+      const j = Math.floor(rng() * n);
+      conf[i] = confidences[j];
+      hit[i] = correct[j];
+    }
+    boot.push(binnedCalibrationError(conf, hit, bins).ece);
+    for (let i = 0; i < n; i++) hit[i] = rng() < confidences[i] ? 1 : 0;
+    floor.push(binnedCalibrationError(confidences, hit, bins).ece);
+  }
+  const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+  return { interval: [quantile(boot, 0.025), quantile(boot, 0.975)], calibratedMean: floor.reduce((a, b) => a + b, 0) / draws, calibrated95: quantile(floor, 0.95) };
 }
 
 /** One curve of a reliability diagram: a name (e.g. "before: T = 1") and its bins. */
