@@ -203,6 +203,17 @@ describe('health and metadata (Open Inference Protocol)', () => {
     assert.equal(config.dynamic_batching.default_queue_policy.max_queue_size, MAX_QUEUE);
   });
 
+  it('answers 405 with an Allow header for a known endpoint and another method (methods from the OpenAPI document)', async () => {
+    const live = await fetch(`${server.url}/v2/health/live`, { method: 'POST' });
+    assert.equal(live.headers.get('allow'), 'GET');
+    await assertError(live, 405, /POST is not allowed on \/v2\/health\/live; allowed: GET/);
+    const infer = await fetch(`${server.url}/v2/models/default/infer`);
+    assert.equal(infer.headers.get('allow'), 'POST');
+    await assertError(infer, 405, /GET is not allowed on \/v2\/models\/default\/infer; allowed: POST/);
+    await assertError(fetch(`${server.url}/v1/models/default:classify`), 405, /allowed: POST/);
+    await assertError(post('/v1/models', '{}', { 'content-type': 'application/json' }), 405, /allowed: GET/);
+  });
+
   it('answers 404 with a JSON error for unknown models, versions and routes', async () => {
     await assertError(fetch(`${server.url}/v2/models/nope`), 404, /served model name \(default\) but received "nope"/);
     await assertError(fetch(`${server.url}/v2/models/nope/ready`), 404, /"nope"/);

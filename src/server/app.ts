@@ -19,6 +19,18 @@ export const WEB_PAGE_PATH = join(PACKAGE_ROOT, 'src', 'server', 'web', 'index.h
 /** Paths answered while shutting down (probes must see "live, not ready"). */
 const HEALTH = new Set(['/v2/health/live', '/v2/health/ready']);
 
+/**
+ * The methods the OpenAPI document declares for a request path (`{param}` segments match one path segment,
+ * or the rest of a segment, as in `/v1/models/{name}:classify`), upper-case; none for an unknown path.
+ */
+export function allowedMethods(document: { paths?: Record<string, Record<string, unknown>> }): (path: string) => string[] {
+  const routes = Object.entries(document.paths ?? {}).map(([template, operations]) => ({
+    pattern: new RegExp(`^${template.split(/\{[^}]+\}/).map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&')).join('[^/]+?')}$`),
+    methods: Object.keys(operations).filter((m) => ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'].includes(m)).map((m) => m.toUpperCase()),
+  }));
+  return (path) => [...new Set(routes.filter((r) => r.pattern.test(path)).flatMap((r) => r.methods))];
+}
+
 export function createApp(ctx: ServerContext): express.Express {
   const app = express();
   app.disable('x-powered-by');
@@ -56,7 +68,14 @@ export function createApp(ctx: ServerContext): express.Express {
   app.use(kserveRouter(ctx));
   app.use(classifyRouter(ctx));
 
-  app.use((req: Request) => {
+  const allowed = allowedMethods(JSON.parse(openapi));
+  app.use((req: Request, res: Response) => {
+    const methods = allowed(req.path);
+    if (methods.length > 0) {
+      // RFC 9110 sec. 15.5.6: 405 for a known resource and another method, with the methods it allows.
+      res.setHeader('Allow', methods.join(', '));
+      throw new HttpError(405, `${req.method} is not allowed on ${req.path}; allowed: ${methods.join(', ')} (see /openapi.json)`);
+    }
     throw new HttpError(404, `No endpoint ${req.method} ${req.path}; the API is described at /openapi.json`);
   });
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
