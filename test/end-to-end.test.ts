@@ -116,3 +116,10 @@ test('classify the whole shared paintings tree with the shipped model: one row p
   assert.match(stderr, /skipped, not images: +2 /);
   assert.match(stderr, /manifest\.csv/);
 });
+
+test('classify reports a mistyped input path before it loads the model', () => {
+  const r = run(['classify', 'no-such-folder', '--model', 'no-such-model'], {});
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /Expected an existing file or folder for input "no-such-folder" but it does not exist/);
+  assert.doesNotMatch(r.stderr, /no-such-model/, 'the input is checked first');
+});

@@ -6,6 +6,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { classifyArchive, formatSummary } from '../archive/run.js';
+import { checkInputs } from '../archive/walk.js';
 import { expectInteger, expectNumber } from '../errors.js';
 import { Classifier } from '../inference/classifier.js';
 import { DEFAULT_MODEL_NAME, PACKAGE_VERSION } from '../paths.js';
@@ -138,6 +139,7 @@ Exit status:
   1    no image was found in the inputs, every attempted file failed, or an error stopped the run
   130  interrupted by SIGINT (143: SIGTERM); the rows written are complete: rerun with --resume`)
     .action(async (inputs: string[], opts) => {
+      await checkInputs(inputs); // a mistyped path is reported before seconds of model loading
       const classifier = await Classifier.load(opts.model, { provider: opts.provider, strictProvider: opts.strictProvider });
       process.stderr.write(`model: ${classifier.card.name} (${classifier.card.classes.length} artists) from ${classifier.path}\nexecution provider: ${classifier.provider}${classifier.fallbackReason ? ` (${classifier.fallbackReason})` : ''}\n`);
       // Ctrl-C or a scheduler's SIGTERM ends the run on a complete row, so --resume can continue it.
