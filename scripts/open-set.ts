@@ -41,32 +41,15 @@ import { fitTemperature } from '../training/calibration.js';
 import { loadDataset, type Sample } from '../training/dataset.js';
 import { extractFeatures, featureModelKey } from '../training/features.js';
 import { DEFAULT_HEAD, trainHead, type FeatureSet } from '../training/head.js';
-import { acceptThreshold, acceptedFraction, auroc, fitTiedGaussian, headLogits, tiedGaussianScores } from '../training/open-set.js';
+import { acceptThreshold, acceptedFraction, auroc, fitTiedGaussian, headLogits, summarizeOpenSet, tiedGaussianScores, type OpenSetFold, type OpenSetMeasurements } from '../training/open-set.js';
 
 const { values } = parseArgs({ options: { data: { type: 'string', default: resolve(PACKAGE_ROOT, '../shared/paintings') }, seed: { type: 'string', default: '42' }, render: { type: 'boolean', default: false } } });
 const JSON_PATH = join(PACKAGE_ROOT, 'docs', 'open-set.json');
 const ACCEPT = 0.95;
 
 type Scores = Record<string, number[]>;
-interface Fold {
-  artist: string;
-  scores: string[];
-  validationAuroc: Record<string, number>;
-  testAuroc: Record<string, number>;
-  /** Known test paintings called unknown at the 95%-on-validation threshold. */
-  falseUnknown: Record<string, number>;
-  /** Left-out artist's test paintings called unknown at that threshold. */
-  detected: Record<string, number>;
-  shrinkage: Record<string, number>;
-}
-interface Measured {
-  seed: number;
-  backend: string;
-  acceptRate: number;
-  artists: number;
-  components: number[];
-  folds: Fold[];
-}
+type Fold = OpenSetFold;
+type Measured = OpenSetMeasurements;
 
 const measured: Measured = values.render ? JSON.parse(await readFile(JSON_PATH, 'utf8')) : await measure();
 await mkdir(join(PACKAGE_ROOT, 'docs'), { recursive: true });
@@ -180,16 +163,9 @@ return { seed, backend: backend.name, acceptRate: ACCEPT, artists: all.classes.l
 function render(m: Measured): string {
 const { folds, seed } = m;
 
-const names = folds[0].scores;
 const mean = (get: (f: Fold) => number) => folds.reduce((s, f) => s + get(f), 0) / folds.length;
-const summary = names.map((name) => ({
-  name,
-  validationAuroc: mean((f) => f.validationAuroc[name]),
-  testAuroc: mean((f) => f.testAuroc[name]),
-  falseUnknown: mean((f) => f.falseUnknown[name]),
-  detected: mean((f) => f.detected[name]),
-}));
-const chosen = summary.reduce((best, s) => (s.validationAuroc > best.validationAuroc ? s : best));
+const { scores: summary, chosen } = summarizeOpenSet(m);
+const names = folds[0].scores;
 const f3 = (v: number) => v.toFixed(3);
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 const bold = (name: string, text: string) => (name === chosen.name ? `**${text}**` : text);

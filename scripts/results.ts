@@ -26,70 +26,9 @@ import { parseArgs } from 'node:util';
 import { readModelCard } from '../src/model/read-card.js';
 import { MODELS_DIR, PACKAGE_ROOT } from '../src/paths.js';
 import { formatAccuracy } from '../training/metrics.js';
-
-/** The three experiments of the original study. */
-const EXPERIMENTS = [
-  { id: 'monet-vs-van-gogh', title: 'Claude Monet vs Vincent van Gogh', artists: ['claude-monet', 'vincent-van-gogh'] },
-  { id: 'monet-vs-sisley', title: 'Claude Monet vs Alfred Sisley', artists: ['claude-monet', 'alfred-sisley'] },
-  { id: 'all-11', title: 'all 11 artists', artists: [] as string[] },
-] as const;
-type ExperimentId = (typeof EXPERIMENTS)[number]['id'];
-
-/**
- * The baseline's epoch budget per experiment, to stay near 20 minutes of training on this machine
- * (WASM): ~0.11 CPU-s per 64x64 training image, so ~1 CPU-minute per epoch for a pair (480 images)
- * and ~5 for all 11 (2,640 images); see training/train-baseline.ts. Wall time grows when the cores are shared.
- */
-const BASELINE_EPOCHS: Record<ExperimentId, number> = { 'monet-vs-van-gogh': 15, 'monet-vs-sisley': 15, 'all-11': 4 };
-
-/** A rung: the `artist-id train` options of one row (ensemble members are added per experiment). */
-interface Rung {
-  id: string;
-  title: string;
-  args: (e: ExperimentId) => string[];
-  /** The slides' figure for this rung, per experiment (Keras, VGG16, other WikiArt images). */
-  slides: Partial<Record<ExperimentId, string>>;
-  note: string;
-}
-
-const RUNGS: Rung[] = [
-  {
-    id: 'baseline',
-    title: 'baseline CNN from scratch',
-    args: (e) => ['--method', 'baseline', '--input-size', '64', '--epochs', String(BASELINE_EPOCHS[e])],
-    slides: { 'monet-vs-van-gogh': '83.3% (baseline CNN, 150x150)' },
-    note: `the slides' CNN (4 x Conv 3x3 + MaxPool, 32/64/128/128 filters, Flatten, Dropout 0.5, Dense 512 relu, softmax) trained from scratch on 64x64 pixels (the slides: 150x150), RMSprop 1e-4, batch 20, random horizontal flips; at most ${BASELINE_EPOCHS['monet-vs-van-gogh']} epochs on the pairs and ${BASELINE_EPOCHS['all-11']} on all 11 (early stop after 6 without progress), to stay near 20 minutes of WASM training on 2 shared cores.`,
-  },
-  {
-    id: 'features-pooled',
-    title: 'frozen base, pooled features + dense head',
-    args: () => ['--method', 'features', '--features', 'pooled'],
-    slides: { 'monet-vs-van-gogh': '94.6% (frozen VGG16 + dense head)' },
-    note: 'frozen ImageNet MobileNetV2 (int8); 1280-d global-average-pooled final feature map; Dense 64 relu, dropout 0.5, L2 1e-3, Adam.',
-  },
-  {
-    id: 'features',
-    title: 'frozen base, style statistics + logistic regression',
-    args: () => ['--method', 'features', '--features', 'style', '--hidden', '0', '--dropout', '0.2'],
-    slides: { 'monet-vs-van-gogh': '94.6% (frozen VGG16 + dense head)' },
-    note: 'the default route: per-channel mean and standard deviation of six feature maps (56x56 to 7x7) and signed-square-root Gram matrices of two of them, 5,920-d, computed inside the ONNX graph (AdaIN statistics, Huang & Belongie 2017; Gram matrices, Gatys et al. 2015); softmax regression with input dropout 0.2 and L2 1e-3. Chosen over a 64-unit hidden layer on validation accuracy (82.4% vs 80.6% on all 11).',
-  },
-  {
-    id: 'finetune',
-    title: 'fine-tuned top of the base',
-    args: () => ['--method', 'finetune'],
-    slides: { 'monet-vs-van-gogh': '98.3% (fine-tuned VGG16)', 'monet-vs-sisley': '86.6% (fine-tuned VGG16)' },
-    note: 'MobileNetV2 with its top stage(s) trained together with a softmax head on augmented views, after a warm-up of the head (training/finetune.ts; settings in each model card).',
-  },
-  {
-    id: 'ensemble',
-    title: 'ensemble (soft vote)',
-    args: () => ['--method', 'ensemble'],
-    slides: {},
-    note: "mean of the probabilities of the same experiment's features, features-pooled and finetune models (same seed and split), temperature-scaled on validation.",
-  },
-];
-const ENSEMBLE_MEMBERS = ['features', 'features-pooled', 'finetune'];
+import { readOpenSetMeasurements, summarizeOpenSet } from '../training/open-set.js';
+import { ENSEMBLE_MEMBERS, EXPERIMENTS, RUNGS, type ExperimentId, type Rung } from './experiments.js';
+import { readSeedRuns, seedTable } from './seed-runs.js';
 
 /** One cached row (docs/results/<experiment>-<rung>.json). */
 interface Row {
@@ -242,6 +181,51 @@ const table = EXPERIMENTS.flatMap((e) =>
 );
 const machines = [...new Set(rows.map((r) => r.machine))];
 
+// The repeated splits, open-set and calibration figures, each from its own script's cached numbers.
+const seedRuns = await readSeedRuns();
+const openSet = await readOpenSetMeasurements();
+const reliabilityPath = join(PACKAGE_ROOT, 'docs', 'reliability.json');
+const reliability = existsSync(reliabilityPath) ? JSON.parse(await readFile(reliabilityPath, 'utf8')) : undefined;
+const f3 = (v: number) => v.toFixed(3);
+const repeatedSection = seedRuns.length
+  ? `## Repeated splits
+
+Every seeded route over seeds ${[...new Set(seedRuns.map((r) => r.seed))].sort((a, b) => a - b).join(', ')} (from \`scripts/seeds.ts\`, details in [SEEDS.md](SEEDS.md)): a route
+is better than another only where its validation mean is, by more than the spread.
+
+${seedTable(seedRuns)}
+`
+  : '';
+const openSetSection = openSet
+  ? (() => {
+      const { scores, chosen } = summarizeOpenSet(openSet);
+      return `## Open set
+
+Leave-one-artist-out over the ${openSet.artists} artists (seed ${openSet.seed}, from \`scripts/open-set.ts\`, details in
+[OPEN_SET.md](OPEN_SET.md)): train on 10, score the left-out artist's paintings against the others'. Means over the
+folds; false-unknown and detected rates at the threshold that accepts ${(100 * openSet.acceptRate).toFixed(0)}% of known validation paintings.
+
+| score | validation AUROC | test AUROC | false-unknown rate (test) | left-out artist called unknown (test) |
+|---|---|---|---|---|
+${scores.map((x) => `| ${x.name === chosen.name ? `**${x.name}** (chosen on validation)` : x.name} | ${f3(x.validationAuroc)} | ${f3(x.testAuroc)} | ${(100 * x.falseUnknown).toFixed(1)}% | ${(100 * x.detected).toFixed(1)}% |`).join('\n')}
+
+Target: AUROC >= 0.90. ${chosen.testAuroc >= 0.9 ? 'Reached.' : `Not reached (${f3(chosen.testAuroc)} on test).`}
+`;
+    })()
+  : '';
+const after = reliability?.series?.[1];
+const calibrationSection = reliability && after
+  ? `## Calibration of the shipped model
+
+Temperature scaling fitted on validation (T = ${reliability.temperature.toFixed(3)}); test ECE (${reliability.bins} bins, ${reliability.images}
+paintings) ${f3(reliability.series[0].ece)} before, **${f3(after.ece)}** after${reliability.uncertainty ? ` (95% bootstrap interval ${reliability.uncertainty.after.interval.map(f3).join('–')}). A perfectly
+calibrated model with the same confidences would show ${f3(reliability.uncertainty.after.calibratedMean)} on average on this many paintings (95th
+percentile ${f3(reliability.uncertainty.after.calibrated95)}; consistency resampling, Bröcker & Smith 2007): ECE on ${reliability.images} images cannot go much below that
+floor, so an ECE target of 0.05 sits inside the noise of the measurement` : ''}. Reliability diagram:
+[reliability.svg](reliability.svg) (\`scripts/reliability.ts\`, model ${reliability.model}). Test ECE of every route over seeds: the table above.
+`
+  : '';
+
 const doc = `# Results
 
 Generated by \`npx tsx scripts/results.ts\` from the rows cached in [docs/results/](results/) (one JSON per
@@ -267,6 +251,9 @@ ${RUNGS.map((r) => [r.id, pending.filter((p) => p.endsWith(`/${r.id}`)).map((p) 
 `
     : ''
 }
+${repeatedSection}
+${openSetSection}
+${calibrationSection}
 Rungs:
 ${RUNGS.map((r) => `- **${r.title}** (\`--method ${r.args('all-11')[1]}\`, row id \`${r.id}\`): ${r.note}`).join('\n')}
 

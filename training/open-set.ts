@@ -29,21 +29,75 @@ export const DEFAULT_OPEN_SET_SCORE: 'msp' | 'energy' | 'mahalanobis' | 'relativ
 /** Where scripts/open-set.ts writes its measurements. */
 export const OPEN_SET_MEASUREMENTS = join(PACKAGE_ROOT, 'docs', 'open-set.json');
 
+/** One leave-one-artist-out fold of scripts/open-set.ts: per score name, the figures for the left-out `artist`. */
+export interface OpenSetFold {
+  artist: string;
+  scores: string[];
+  validationAuroc: Record<string, number>;
+  testAuroc: Record<string, number>;
+  /** Known test paintings called unknown at the 95%-on-validation threshold. */
+  falseUnknown: Record<string, number>;
+  /** Left-out artist's test paintings called unknown at that threshold. */
+  detected: Record<string, number>;
+  shrinkage: Record<string, number>;
+}
+
+/** docs/open-set.json: what scripts/open-set.ts measured. */
+export interface OpenSetMeasurements {
+  seed: number;
+  backend: string;
+  acceptRate: number;
+  artists: number;
+  components: number[];
+  folds: OpenSetFold[];
+}
+
+/** A score's figures, each the mean over the folds. */
+export interface OpenSetScoreSummary {
+  name: string;
+  validationAuroc: number;
+  testAuroc: number;
+  falseUnknown: number;
+  detected: number;
+}
+
+/**
+ * Means over the folds per score, and the score chosen on mean VALIDATION AUROC (the test column never chooses).
+ *
+ * @throws Error when there are no folds.
+ */
+export function summarizeOpenSet(m: OpenSetMeasurements): { scores: OpenSetScoreSummary[]; chosen: OpenSetScoreSummary } {
+  if (!m.folds?.length) throw new Error('Expected open-set measurements with at least one fold but received none');
+  const mean = (get: (f: OpenSetFold) => number) => m.folds.reduce((s, f) => s + get(f), 0) / m.folds.length;
+  const scores = m.folds[0].scores.map((name) => ({
+    name,
+    validationAuroc: mean((f) => f.validationAuroc[name]),
+    testAuroc: mean((f) => f.testAuroc[name]),
+    falseUnknown: mean((f) => f.falseUnknown[name]),
+    detected: mean((f) => f.detected[name]),
+  }));
+  return { scores, chosen: scores.reduce((best, s) => (s.validationAuroc > best.validationAuroc ? s : best)) };
+}
+
+/** docs/open-set.json, or undefined when it has not been measured. */
+export async function readOpenSetMeasurements(path = OPEN_SET_MEASUREMENTS): Promise<OpenSetMeasurements | undefined> {
+  const text = await readFile(path, 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : (JSON.parse(text) as OpenSetMeasurements);
+}
+
 /**
  * The leave-one-artist-out AUROC of a score as measured by scripts/open-set.ts (mean over the folds of
  * docs/open-set.json), for the card's `openSet.auroc`; undefined when the file or the score is missing.
  * It describes the route (style features, logistic regression, the file's seed), not one trained model.
  */
 export async function measuredOpenSetAuroc(score: string, path = OPEN_SET_MEASUREMENTS): Promise<OpenSetCard['auroc']> {
-  const text = await readFile(path, 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
-  const m = JSON.parse(text) as { seed: number; artists: number; folds: { validationAuroc: Record<string, number>; testAuroc: Record<string, number> }[] };
-  if (!m.folds?.length || m.folds.some((f) => f.validationAuroc[score] === undefined)) return undefined;
-  const mean = (get: (f: (typeof m.folds)[number]) => number) => m.folds.reduce((s, f) => s + get(f), 0) / m.folds.length;
+  const m = await readOpenSetMeasurements(path);
+  if (!m?.folds?.length || m.folds.some((f) => f.validationAuroc[score] === undefined)) return undefined;
+  const found = summarizeOpenSet(m).scores.find((s) => s.name === score)!;
   return {
     method: `leave-one-artist-out over ${m.artists} artists, style route, seed ${m.seed} (docs/OPEN_SET.md)`,
-    validation: mean((f) => f.validationAuroc[score]),
-    test: mean((f) => f.testAuroc[score]),
+    validation: found.validationAuroc,
+    test: found.testAuroc,
   };
 }
 
