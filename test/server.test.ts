@@ -288,8 +288,24 @@ describe('bad input is answered with a 4xx JSON error, and the server keeps serv
     await assertError(post(classifyUrl, cut.body.subarray(0, 200), { 'content-type': cut.contentType }), 400, /Malformed multipart/);
     const noFiles = multipart([], { fields: { a: 'b' } });
     await assertError(post(classifyUrl, noFiles.body, { 'content-type': noFiles.contentType }), 400, /at least one file part/);
-    const mixed = multipart([{ name: 'good.jpg', bytes: monet }, { name: 'notes.txt', bytes: Buffer.from('not a painting'), type: 'text/plain' }, { name: 'empty.jpg', bytes: new Uint8Array(0) }]);
-    await assertError(post(classifyUrl, mixed.body, { 'content-type': mixed.contentType }), 400, /file 2 \("notes.txt".*not a recognised image format|file 3 \("empty.jpg".*empty/);
+    // A bad file among good ones gets its own error; the good ones are answered.
+    const mixed = multipart([{ name: 'good.jpg', bytes: monet }, { name: 'notes.txt', bytes: Buffer.from('not a painting'), type: 'text/plain' }, { name: 'empty.jpg', bytes: new Uint8Array(0) }, { name: 'vg.jpg', bytes: vanGogh }]);
+    const res = await post(classifyUrl, mixed.body, { 'content-type': mixed.contentType });
+    assert.equal(res.status, 200, await res.clone().text());
+    const { predictions } = await res.json();
+    assert.deepEqual(predictions.map((p: { file: string }) => p.file), ['good.jpg', 'notes.txt', 'empty.jpg', 'vg.jpg']);
+    assert.equal(predictions[0].error, null);
+    assert.equal(predictions[0].top_k.length > 0, true);
+    assert.equal(predictions[3].artist, 'vincent-van-gogh');
+    assert.match(predictions[1].error, /file 2 \("notes.txt".*not a recognised image format/);
+    assert.match(predictions[2].error, /file 3 \("empty.jpg"/);
+    for (const bad of [predictions[1], predictions[2]]) assert.deepEqual([bad.artist, bad.probability, bad.top_k], [null, null, []]);
+    // The same answers as for the good files sent alone.
+    const alone = await (await post(classifyUrl, multipart([{ name: 'vg.jpg', bytes: vanGogh }]).body, { 'content-type': multipart([{ name: 'vg.jpg', bytes: vanGogh }]).contentType })).json();
+    assert.deepEqual(alone.predictions[0].top_k, predictions[3].top_k);
+    // No file decodable: nothing to answer, a 400 naming the first.
+    const allBad = multipart([{ name: 'notes.txt', bytes: Buffer.from('not a painting'), type: 'text/plain' }, { name: 'empty.jpg', bytes: new Uint8Array(0) }]);
+    await assertError(post(classifyUrl, allBad.body, { 'content-type': allBad.contentType }), 400, /file 1 \("notes.txt".*not a recognised image format/);
   });
 
   it('oversize bodies (declared and streamed) get 413', async () => {

@@ -20,14 +20,18 @@ export const MAX_FILES = 64;
 
 /**
  * One image's answer: `artist` is the most probable of the trained artists, `top_k` the k most probable
- * (6 decimals). Models whose card has `openSet` add `unknown` and `open_set_score`.
+ * (6 decimals), `error` null. Models whose card has `openSet` add `unknown` and `open_set_score`.
+ * In a multipart upload a file that cannot be decoded gets `error` (why), `artist` and `probability` null
+ * and an empty `top_k`, and the other files their answers; when no file can be decoded the request is a 400.
  */
 export interface ClassifyPrediction {
   /** File name for multipart uploads, else null. */
   file: string | null;
-  artist: string;
-  probability: number;
+  artist: string | null;
+  probability: number | null;
   top_k: { artist: string; probability: number }[];
+  /** Why this file has no answer (multipart uploads only), else null. */
+  error: string | null;
   /** Open-set models: true when `open_set_score` is below the model's threshold (probably none of its artists). */
   unknown?: boolean;
   /** Open-set models: the open-set score (higher = more like the trained artists). */
@@ -60,6 +64,7 @@ export function classifyRouter(ctx: ServerContext): Router {
     const model = findModel(ctx, target.slice(0, colon));
     let k = ctx.options.topK;
     let files: (string | null)[] = [];
+    let errors: (string | undefined)[] = [];
     await inferenceRequest(
       ctx,
       model,
@@ -68,13 +73,20 @@ export function classifyRouter(ctx: ServerContext): Router {
         if (req.query.top_k !== undefined) k = expectTopK(req.query.top_k);
         const read = await readImages(req, res, ctx.options.bodyLimitMb * 1e6);
         files = read.files;
-        return model.classify(read.images, signal);
+        // Multipart: one undecodable file gets its own error; a single body image is the whole request (400).
+        if (!read.multipart) return model.classify(read.images, signal);
+        const each = await model.classifyEach(read.images, signal);
+        errors = each.errors;
+        return { ...each, outputs: each.outputs.filter((o) => o !== undefined) };
       },
       (result) => {
-        const predictions: ClassifyPrediction[] = result.outputs.map((o, i) => {
+        let next = 0;
+        const predictions: ClassifyPrediction[] = files.map((file, i) => {
+          if (errors[i] !== undefined) return { file, artist: null, probability: null, top_k: [], error: errors[i]! };
+          const o = result.outputs[next++];
           const top = topK(o.probabilities, model.card.classes, k).map((t) => ({ artist: t.artist, probability: round6(t.probability) }));
           const openSet = o.openSet ? { unknown: o.openSet.unknown, open_set_score: round6(o.openSet.score) } : {};
-          return { file: files[i], artist: top[0].artist, probability: top[0].probability, top_k: top, ...openSet };
+          return { file, artist: top[0].artist, probability: top[0].probability, top_k: top, error: null, ...openSet };
         });
         res.json({ model: model.name, model_version: model.version, execution_provider: model.provider, predictions });
       },
@@ -85,13 +97,14 @@ export function classifyRouter(ctx: ServerContext): Router {
 }
 
 /** Reads the images of a classify request, by content type. */
-async function readImages(req: Request, res: Parameters<typeof readBody>[1], limitBytes: number): Promise<{ images: LabeledImage[]; files: (string | null)[] }> {
+async function readImages(req: Request, res: Parameters<typeof readBody>[1], limitBytes: number): Promise<{ images: LabeledImage[]; files: (string | null)[]; multipart: boolean }> {
   const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (type === 'multipart/form-data') {
     const files = await readMultipart(req, { maxBytes: limitBytes, maxFiles: MAX_FILES });
     return {
       images: files.map((f, i) => ({ bytes: f.bytes, label: `file ${i + 1} (${JSON.stringify(f.filename)}, field ${JSON.stringify(f.field)})` })),
       files: files.map((f) => f.filename),
+      multipart: true,
     };
   }
   if (!IMAGE_CONTENT_TYPES.includes(type)) {
@@ -99,7 +112,7 @@ async function readImages(req: Request, res: Parameters<typeof readBody>[1], lim
   }
   const body = await readBody(req, res, limitBytes);
   if (body.length === 0) throw new HttpError(400, `Expected image bytes in the request body (Content-Type ${type}) but received an empty body (0 bytes)`);
-  return { images: [{ bytes: body, label: 'request body' }], files: [null] };
+  return { images: [{ bytes: body, label: 'request body' }], files: [null], multipart: false };
 }
 
 function expectTopK(value: unknown): number {

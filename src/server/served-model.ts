@@ -115,6 +115,25 @@ export class ServedModel {
   }
 
   /**
+   * Like {@link classify}, but an image that cannot be decoded gets its error instead of failing the others
+   * (a multipart upload of many files loses none of the good ones to one bad file).
+   *
+   * @returns `outputs[i]` for each decodable image, `errors[i]` (the decode error naming image i) for the others,
+   *   with the timings of the images that ran.
+   * @throws ImageDecodeError of the first image when no image can be decoded; the errors of {@link infer}.
+   */
+  async classifyEach(images: LabeledImage[], signal?: AbortSignal): Promise<Omit<InferResult, 'outputs'> & { outputs: (ImageOutputs | undefined)[]; errors: (string | undefined)[] }> {
+    const { decoded, decodeMs } = await this.decodeEach(images);
+    const good = decoded.flatMap((d, i) => (d instanceof ImageDecodeError ? [] : [i]));
+    if (good.length === 0) throw decoded[0] as ImageDecodeError;
+    signal?.throwIfAborted();
+    const result = await this.infer(good.map((i) => decoded[i] as Uint8Array), signal);
+    const outputs: (ImageOutputs | undefined)[] = images.map(() => undefined);
+    good.forEach((i, j) => (outputs[i] = result.outputs[j]));
+    return { ...result, inputMs: result.inputMs + decodeMs, outputs, errors: decoded.map((d) => (d instanceof ImageDecodeError ? d.message : undefined)) };
+  }
+
+  /**
    * Decodes encoded images with the model card's preprocessing (sharp, on libuv's thread pool, not
    * the event loop; at most one decode per core in the process), then runs them.
    *
@@ -122,19 +141,27 @@ export class ServedModel {
    *   {@link infer}.
    */
   async classify(images: LabeledImage[], signal?: AbortSignal): Promise<InferResult> {
+    const { decoded, decodeMs } = await this.decodeEach(images);
+    const failed = decoded.find((d) => d instanceof ImageDecodeError);
+    if (failed) throw failed;
+    signal?.throwIfAborted();
+    const result = await this.infer(decoded as Uint8Array[], signal);
+    return { ...result, inputMs: result.inputMs + decodeMs };
+  }
+
+  /** Decodes every image (after a queue-capacity check), an undecodable one giving its ImageDecodeError naming it. */
+  private async decodeEach(images: LabeledImage[]): Promise<{ decoded: (Uint8Array | ImageDecodeError)[]; decodeMs: number }> {
     this.batcher.checkCapacity(images.length);
     const start = performance.now();
-    const pixels = await Promise.all(
+    const decoded = await Promise.all(
       images.map(({ bytes, label }) =>
         decodeLimit(() => decodeImage(bytes, this.card.preprocessing, { limitInputPixels: SERVER_LIMIT_INPUT_PIXELS })).catch((err: unknown) => {
-          throw err instanceof ImageDecodeError ? new ImageDecodeError(`${label}: ${err.message}`) : err;
+          if (err instanceof ImageDecodeError) return new ImageDecodeError(`${label}: ${err.message}`);
+          throw err;
         }),
       ),
     );
-    const decodeMs = performance.now() - start;
-    signal?.throwIfAborted();
-    const result = await this.infer(pixels, signal);
-    return { ...result, inputMs: result.inputMs + decodeMs };
+    return { decoded, decodeMs: performance.now() - start };
   }
 
   /**
