@@ -61,12 +61,18 @@ export interface OpenSetScoreSummary {
   detected: number;
 }
 
+/** Scores a model can carry (see {@link ShippableOpenSetScore}), by their names in docs/open-set.json. */
+export function isShippableOpenSetScore(name: string): boolean {
+  return /^(msp|energy|mahalanobis-\d+|relative-mahalanobis-\d+)$/.test(name);
+}
+
 /**
- * Means over the folds per score, and the score chosen on mean VALIDATION AUROC (the test column never chooses).
+ * Means over the folds per score; `chosen`: the score a model can carry ({@link isShippableOpenSetScore}) with
+ * the best mean VALIDATION AUROC (the test column never chooses); `best`: the best on validation among all measured.
  *
  * @throws Error when there are no folds.
  */
-export function summarizeOpenSet(m: OpenSetMeasurements): { scores: OpenSetScoreSummary[]; chosen: OpenSetScoreSummary } {
+export function summarizeOpenSet(m: OpenSetMeasurements): { scores: OpenSetScoreSummary[]; chosen: OpenSetScoreSummary; best: OpenSetScoreSummary } {
   if (!m.folds?.length) throw new Error('Expected open-set measurements with at least one fold but received none');
   const mean = (get: (f: OpenSetFold) => number) => m.folds.reduce((s, f) => s + get(f), 0) / m.folds.length;
   const scores = m.folds[0].scores.map((name) => ({
@@ -76,7 +82,8 @@ export function summarizeOpenSet(m: OpenSetMeasurements): { scores: OpenSetScore
     falseUnknown: mean((f) => f.falseUnknown[name]),
     detected: mean((f) => f.detected[name]),
   }));
-  return { scores, chosen: scores.reduce((best, s) => (s.validationAuroc > best.validationAuroc ? s : best)) };
+  const byValidation = (list: OpenSetScoreSummary[]) => list.reduce((best, s) => (s.validationAuroc > best.validationAuroc ? s : best));
+  return { scores, chosen: byValidation(scores.filter((s) => isShippableOpenSetScore(s.name))), best: byValidation(scores) };
 }
 
 /** docs/open-set.json, or undefined when it has not been measured. */

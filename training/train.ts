@@ -30,7 +30,7 @@ import { BASE_WEIGHTS, resolveBaseWeights, type BaseWeightsName } from '../src/w
 import { startTraining } from './start.js';
 import { splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
-import { DEFAULT_OPEN_SET_SCORE, fitHeadOpenSet, measuredOpenSetAuroc } from './open-set.js';
+import { DEFAULT_OPEN_SET_SCORE, fitHeadOpenSet, formatOpenSet, measuredOpenSetAuroc } from './open-set.js';
 import { DEFAULT_HEAD, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
 import type { EnsembleOptions } from './ensemble.js';
 import type { FinetuneOptions } from './finetune.js';
@@ -186,7 +186,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   applyTemperature(head.model, calibration.temperature);
   // The open-set score reads the temperature-scaled logits, so it is fitted after the temperature is folded in.
   const openSetFit = fitHeadOpenSet({ head, train: trainSet, validation: valSet, test: testSet, auroc: await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE) });
-  log(`open set: ${openSetFit.openSet.score} score, threshold ${openSetFit.openSet.threshold.toFixed(3)} (accepts ${pct(openSetFit.openSet.validationAcceptRate)} of validation paintings${openSetFit.openSet.testAcceptRate !== undefined ? `, ${pct(openSetFit.openSet.testAcceptRate)} of test paintings` : ''})`);
+  log(formatOpenSet(openSetFit.openSet));
   log(formatCalibration(calibration));
   const accuracyOn = (set: FeatureSet) => accuracyOf(predictionsOf(set), c);
   const best = head.history[head.bestEpoch - 1];
