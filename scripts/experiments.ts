@@ -3,6 +3,32 @@
  * scripts/results.ts (one seed, every rung, docs/RESULTS.md) and scripts/seeds.ts (several seeds, docs/SEEDS.md),
  * so both documents describe the same commands.
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { PACKAGE_ROOT } from '../src/paths.js';
+
+/** The items of a comma-separated `--option` value, each looked up by id in `all`. @throws Error naming an unknown id and the known ones. */
+export function pick<T extends { id: string }>(text: string, all: readonly T[], option: string): T[] {
+  return text.split(',').filter(Boolean).map((id) => {
+    const found = all.find((x) => x.id === id);
+    if (!found) throw new Error(`Expected --${option} among ${all.map((x) => x.id).join(', ')} but received ${JSON.stringify(id)}`);
+    return found;
+  });
+}
+
+/**
+ * Runs `artist-id <args>` from the sources, as a user would, with base weights from $ARTIST_ID_WEIGHTS_DIR, else
+ * ../shared/weights when present. @throws Error when the command fails.
+ */
+export function runCli(args: string[], stdout: 'inherit' | 'ignore'): void {
+  const weights = process.env.ARTIST_ID_WEIGHTS_DIR ?? resolve(PACKAGE_ROOT, '../shared/weights');
+  const env = { ...process.env, ...(existsSync(weights) ? { ARTIST_ID_WEIGHTS_DIR: weights } : {}) };
+  process.stderr.write(`$ artist-id ${args.join(' ')}\n`);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(PACKAGE_ROOT, 'src', 'cli', 'main.ts'), ...args], { cwd: PACKAGE_ROOT, env, encoding: 'utf8', stdio: ['ignore', stdout, 'inherit'] });
+  if (r.status !== 0) throw new Error(`artist-id ${args.join(' ')} exited with ${r.status}`);
+}
+
 /** The three experiments of the original study. */
 export const EXPERIMENTS = [
   { id: 'monet-vs-van-gogh', title: 'Claude Monet vs Vincent van Gogh', artists: ['claude-monet', 'vincent-van-gogh'] },

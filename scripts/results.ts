@@ -17,7 +17,6 @@
  *
  * Base weights come from $ARTIST_ID_WEIGHTS_DIR, else ../shared/weights when present.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -27,7 +26,7 @@ import { readModelCard } from '../src/model/read-card.js';
 import { MODELS_DIR, PACKAGE_ROOT } from '../src/paths.js';
 import { formatAccuracy } from '../training/metrics.js';
 import { readOpenSetMeasurements, summarizeOpenSet } from '../training/open-set.js';
-import { ENSEMBLE_MEMBERS, EXPERIMENTS, RUNGS, type ExperimentId, type Rung } from './experiments.js';
+import { ENSEMBLE_MEMBERS, EXPERIMENTS, RUNGS, pick, runCli, type ExperimentId, type Rung } from './experiments.js';
 import { readSeedRuns, seedTable } from './seed-runs.js';
 
 /** One cached row (docs/results/<experiment>-<rung>.json). */
@@ -66,26 +65,11 @@ const { values } = parseArgs({
 });
 const data = resolve(values.data!);
 const dataArg = relative(PACKAGE_ROOT, data) || '.';
-const weights = process.env.ARTIST_ID_WEIGHTS_DIR ?? resolve(PACKAGE_ROOT, '../shared/weights');
-const env = { ...process.env, ...(existsSync(weights) ? { ARTIST_ID_WEIGHTS_DIR: weights } : {}) };
-const CLI = join(PACKAGE_ROOT, 'src', 'cli', 'main.ts');
 const WORK = join(PACKAGE_ROOT, '.cache', 'experiments');
 const ROWS = join(PACKAGE_ROOT, 'docs', 'results');
 const machine = `${os.cpus()[0]?.model?.trim() ?? 'unknown CPU'} (${os.availableParallelism()} cores)`;
 
-function pick<T extends { id: string }>(text: string, all: readonly T[], option: string): T[] {
-  return text.split(',').filter(Boolean).map((id) => {
-    const found = all.find((x) => x.id === id);
-    if (!found) throw new Error(`Expected --${option} among ${all.map((x) => x.id).join(', ')} but received ${JSON.stringify(id)}`);
-    return found;
-  });
-}
-
-function run(args: string[]): void {
-  process.stderr.write(`$ artist-id ${args.join(' ')}\n`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: PACKAGE_ROOT, env, encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] });
-  if (r.status !== 0) throw new Error(`artist-id ${args.join(' ')} exited with ${r.status}`);
-}
+const run = (args: string[]) => runCli(args, 'inherit');
 
 const rowPath = (e: string, rung: string) => join(ROWS, `${e}-${rung}.json`);
 

@@ -12,14 +12,12 @@
  * The baseline and ensemble rungs are not offered: one baseline run takes 20-60 minutes here, and an
  * ensemble needs its members trained on the same seed first.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readModelCard } from '../src/model/read-card.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
-import { EXPERIMENTS } from './experiments.js';
+import { EXPERIMENTS, pick, runCli } from './experiments.js';
 import { SEED_RUNS, SEEDABLE, readSeedRuns, seedTable, type SeedRun } from './seed-runs.js';
 
 
@@ -38,25 +36,10 @@ const seeds = values.seeds!.split(',').map((s) => {
   if (!Number.isInteger(n) || n < 0) throw new Error(`Expected --seeds as comma-separated integers >= 0 but received ${JSON.stringify(values.seeds)}`);
   return n;
 });
-const weights = process.env.ARTIST_ID_WEIGHTS_DIR ?? resolve(PACKAGE_ROOT, '../shared/weights');
-const env = { ...process.env, ...(existsSync(weights) ? { ARTIST_ID_WEIGHTS_DIR: weights } : {}) };
-const CLI = join(PACKAGE_ROOT, 'src', 'cli', 'main.ts');
 const WORK = join(PACKAGE_ROOT, '.cache', 'seeds');
 const CACHE = SEED_RUNS;
 
-function pick<T extends { id: string }>(text: string, all: readonly T[], option: string): T[] {
-  return text.split(',').filter(Boolean).map((id) => {
-    const found = all.find((x) => x.id === id);
-    if (!found) throw new Error(`Expected --${option} among ${all.map((x) => x.id).join(', ')} but received ${JSON.stringify(id)}`);
-    return found;
-  });
-}
-
-function run(args: string[]): void {
-  process.stderr.write(`$ artist-id ${args.join(' ')}\n`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: PACKAGE_ROOT, env, encoding: 'utf8', stdio: ['ignore', 'ignore', 'inherit'] });
-  if (r.status !== 0) throw new Error(`artist-id ${args.join(' ')} exited with ${r.status}`);
-}
+const run = (args: string[]) => runCli(args, 'ignore');
 
 if (!values['render-only']) {
   await mkdir(CACHE, { recursive: true });
