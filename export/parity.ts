@@ -47,25 +47,32 @@ export async function checkParity(
   const onnxProbs = (await exported.run(feeds, [TENSOR.probabilities]))[TENSOR.probabilities].data as Float32Array;
   const feats = (await features.run(feeds))[TENSOR.features].data as Float32Array;
   const refProbs = reference(feats);
-  if (refProbs.length !== onnxProbs.length) {
-    throw new Error(`Parity check failed: exported model gives ${onnxProbs.length} probabilities, source gives ${refProbs.length}`);
-  }
-  const c = onnxProbs.length / paths.length;
-  let maxAbsDiff = 0;
-  let top1Disagreements = 0;
-  for (let i = 0; i < paths.length; i++) {
-    let a = 0;
-    let b = 0;
-    for (let j = 0; j < c; j++) {
-      maxAbsDiff = Math.max(maxAbsDiff, Math.abs(onnxProbs[i * c + j] - refProbs[i * c + j]));
-      if (onnxProbs[i * c + j] > onnxProbs[i * c + a]) a = j;
-      if (refProbs[i * c + j] > refProbs[i * c + b]) b = j;
-    }
-    if (a !== b) top1Disagreements++;
-  }
-  const result = { images: paths.length, maxAbsDiff, tolerance, top1Disagreements };
-  if (!(maxAbsDiff <= tolerance)) {
-    throw new Error(`Parity check failed: max |p_onnx - p_tfjs| = ${maxAbsDiff.toExponential(2)} over ${paths.length} images exceeds tolerance ${tolerance}`);
+  const result = compareProbabilities(onnxProbs, refProbs, onnxProbs.length / paths.length, tolerance);
+  if (!(result.maxAbsDiff <= tolerance)) {
+    throw new Error(`Parity check failed: max |p_onnx - p_tfjs| = ${result.maxAbsDiff.toExponential(2)} over ${paths.length} images exceeds tolerance ${tolerance}`);
   }
   return result;
+}
+
+/**
+ * Max |a - b| and top-1 disagreements of two `[N,C]` probability matrices (a: the exported model, b: its source).
+ *
+ * @throws Error when their sizes differ.
+ */
+export function compareProbabilities(a: Float32Array, b: ArrayLike<number>, c: number, tolerance = PARITY_TOLERANCE): ParityResult {
+  if (a.length !== b.length) throw new Error(`Parity check failed: the exported model gives ${a.length} probabilities, the source ${b.length}`);
+  const n = a.length / c;
+  let maxAbsDiff = 0;
+  let top1Disagreements = 0;
+  for (let i = 0; i < n; i++) {
+    let ia = 0;
+    let ib = 0;
+    for (let j = 0; j < c; j++) {
+      maxAbsDiff = Math.max(maxAbsDiff, Math.abs(a[i * c + j] - b[i * c + j]));
+      if (a[i * c + j] > a[i * c + ia]) ia = j;
+      if (b[i * c + j] > b[i * c + ib]) ib = j;
+    }
+    if (ia !== ib) top1Disagreements++;
+  }
+  return { images: n, maxAbsDiff, tolerance, top1Disagreements };
 }

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { buildEnsembleModel, planEnsembleOpsets, PROBABILITY_FLOOR, type EnsembleMember } from '../export/ensemble.js';
-import { PARITY_TOLERANCE, type ParityResult } from '../export/parity.js';
+import { PARITY_TOLERANCE, compareProbabilities } from '../export/parity.js';
 import { resolveModelPath } from '../src/inference/classifier.js';
 import { createSession } from '../src/inference/session.js';
 import type { ModelCard } from '../src/model/card.js';
@@ -267,23 +267,4 @@ async function runImages(session: ort.InferenceSession, images: Uint8Array[], sp
   const tensor = new ort.Tensor('uint8', batch, [images.length, spec.height, spec.width, 3]);
   const result = await session.run({ [input]: tensor }, [output]);
   return result[output].data as Float32Array;
-}
-
-/** Max |a - b| and top-1 disagreements of two `[N,C]` probability matrices. */
-export function compareProbabilities(a: Float32Array, b: ArrayLike<number>, c: number, tolerance = PARITY_TOLERANCE): ParityResult {
-  if (a.length !== b.length) throw new Error(`Parity check failed: the ensemble gives ${a.length} probabilities, the members' mean ${b.length}`);
-  const n = a.length / c;
-  let maxAbsDiff = 0;
-  let top1Disagreements = 0;
-  for (let i = 0; i < n; i++) {
-    let ia = 0;
-    let ib = 0;
-    for (let j = 0; j < c; j++) {
-      maxAbsDiff = Math.max(maxAbsDiff, Math.abs(a[i * c + j] - b[i * c + j]));
-      if (a[i * c + j] > a[i * c + ia]) ia = j;
-      if (b[i * c + j] > b[i * c + ib]) ib = j;
-    }
-    if (ia !== ib) top1Disagreements++;
-  }
-  return { images: n, maxAbsDiff, tolerance, top1Disagreements };
 }
