@@ -59,6 +59,11 @@ export interface Rung {
   /** The slides' figure for this rung, per experiment (Keras, VGG16, other WikiArt images). */
   slides: Partial<Record<ExperimentId, string>>;
   note: string;
+  /**
+   * Forward passes of a base network per classified image (serving cost): 1 for one pass, 2 for flip TTA, the
+   * member count for an ensemble. Breaks near-ties when a model is shipped (scripts/results.ts --ship).
+   */
+  passes: number;
 }
 
 export const RUNGS: Rung[] = [
@@ -67,6 +72,7 @@ export const RUNGS: Rung[] = [
     title: 'baseline CNN from scratch',
     args: (e) => ['--method', 'baseline', '--input-size', '64', '--epochs', String(BASELINE_EPOCHS[e])],
     slides: { 'monet-vs-van-gogh': '83.3% (baseline CNN, 150x150)' },
+    passes: 1,
     note: `the slides' CNN (4 x Conv 3x3 + MaxPool, 32/64/128/128 filters, Flatten, Dropout 0.5, Dense 512 relu, softmax) trained from scratch on 64x64 pixels (the slides: 150x150), RMSprop 1e-4, batch 20, random horizontal flips; at most ${BASELINE_EPOCHS['monet-vs-van-gogh']} epochs on the pairs and ${BASELINE_EPOCHS['all-11']} on all 11 (early stop after 6 without progress), to stay near 20 minutes of WASM training on 2 shared cores.`,
   },
   {
@@ -74,6 +80,7 @@ export const RUNGS: Rung[] = [
     title: 'frozen base, pooled features + dense head',
     args: () => ['--method', 'features', '--features', 'pooled'],
     slides: { 'monet-vs-van-gogh': '94.6% (frozen VGG16 + dense head)' },
+    passes: 1,
     note: 'frozen ImageNet MobileNetV2 (int8); 1280-d global-average-pooled final feature map; Dense 64 relu, dropout 0.5, L2 1e-3, Adam.',
   },
   {
@@ -81,6 +88,7 @@ export const RUNGS: Rung[] = [
     title: 'frozen base, style statistics + logistic regression',
     args: () => ['--method', 'features', '--features', 'style', '--hidden', '0', '--dropout', '0.2'],
     slides: { 'monet-vs-van-gogh': '94.6% (frozen VGG16 + dense head)' },
+    passes: 1,
     note: 'the default route: per-channel mean and standard deviation of six feature maps (56x56 to 7x7) and signed-square-root Gram matrices of two of them, 5,920-d, computed inside the ONNX graph (AdaIN statistics, Huang & Belongie 2017; Gram matrices, Gatys et al. 2015); softmax regression with input dropout 0.2 and L2 1e-3. Chosen over a 64-unit hidden layer on validation accuracy (82.4% vs 80.6% on all 11).',
   },
   {
@@ -88,6 +96,7 @@ export const RUNGS: Rung[] = [
     title: 'frozen base, style statistics + logistic regression, flip TTA',
     args: () => ['--method', 'features', '--features', 'style', '--hidden', '0', '--dropout', '0.2', '--tta', 'flip'],
     slides: {},
+    passes: 2,
     note: 'the default route with test-time augmentation inside the graph: the style statistics are the mean of those of the image and its horizontal mirror, for training and serving alike (export/views.ts); twice the base compute per image.',
   },
   {
@@ -95,6 +104,7 @@ export const RUNGS: Rung[] = [
     title: 'frozen base, style statistics + logistic regression, label smoothing',
     args: () => ['--method', 'features', '--features', 'style', '--hidden', '0', '--dropout', '0.2', '--label-smoothing', LABEL_SMOOTHING],
     slides: {},
+    passes: 1,
     note: `the default route trained on smoothed targets, eps = ${LABEL_SMOOTHING} (Szegedy et al. 2016).`,
   },
   {
@@ -102,6 +112,7 @@ export const RUNGS: Rung[] = [
     title: 'frozen base, style statistics + logistic regression, mixup',
     args: () => ['--method', 'features', '--features', 'style', '--hidden', '0', '--dropout', '0.2', '--mixup', MIXUP_ALPHA],
     slides: {},
+    passes: 1,
     note: `the default route trained with mixup of the standardised style statistics and their targets, lambda ~ Beta(${MIXUP_ALPHA}, ${MIXUP_ALPHA}) per batch (Zhang et al. 2018).`,
   },
   {
@@ -109,6 +120,7 @@ export const RUNGS: Rung[] = [
     title: 'fine-tuned top of the base',
     args: () => ['--method', 'finetune'],
     slides: { 'monet-vs-van-gogh': '98.3% (fine-tuned VGG16)', 'monet-vs-sisley': '86.6% (fine-tuned VGG16)' },
+    passes: 1,
     note: 'MobileNetV2 with its top stage(s) trained together with a softmax head on augmented views, after a warm-up of the head (training/finetune.ts; settings in each model card).',
   },
   {
@@ -116,6 +128,7 @@ export const RUNGS: Rung[] = [
     title: 'ensemble (soft vote)',
     args: () => ['--method', 'ensemble'],
     slides: {},
+    passes: 3,
     note: "mean of the probabilities of the same experiment's features, features-pooled and finetune models (same seed and split), temperature-scaled on validation.",
   },
 ];
