@@ -130,7 +130,7 @@ describe('HTTP API', () => {
     assert.equal(accepted.open_set_score, rejected.open_set_score, 'same graph, same score; only the threshold differs');
     assert.deepEqual(accepted.top_k, rejected.top_k);
     const plain = await classify('plain');
-    assert.deepEqual(Object.keys(plain), ['file', 'artist', 'probability', 'top_k']);
+    assert.deepEqual(Object.keys(plain), ['file', 'artist', 'probability', 'top_k', 'error']);
     assert.deepEqual(plain.top_k, accepted.top_k, 'the open-set output leaves the probabilities alone');
     const listed = (await (await fetch(`${server.url}/v1/models`)).json()).models;
     const byName = Object.fromEntries(listed.map((m: { name: string }) => [m.name, m]));
