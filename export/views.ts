@@ -140,6 +140,13 @@ export function averageFeaturesOverFlip(featureModel: ModelProto): ModelProto {
   graph.initializer.push(...initializers);
   const elemType = output.type?.tensor_type?.elem_type ?? DataType.FLOAT;
   const [h, w, c] = [1, 2, 3].map((i) => dimOrSymbol(input, i, ['H', 'W', 'C'][i - 1]));
+  // Every tensor the feature nodes produce now has 2N rows. Their value_info keeps the base's batch symbol
+  // (e.g. "batch_size"); onnxruntime takes equal symbols as equal sizes, and in a graph that also holds a model
+  // without TTA (an ensemble) it then plans to share buffers of N and 2N rows. So the symbol becomes "2N".
+  for (const info of graph.value_info ?? []) {
+    const batch = info.type?.tensor_type?.shape?.dim?.[0];
+    if (batch?.dim_param) batch.dim_param = '2N';
+  }
   graph.value_info = [
     ...(graph.value_info ?? []),
     valueInfo(VIEW_TENSOR.mirror, DataType.UINT8, [dimOrSymbol(input, 0, 'N'), h, w, c], 'the input image mirrored left-right'),
