@@ -477,7 +477,13 @@ describe('inputs, exit status and interrupts', () => {
     const seen: string[] = [];
     const again = await classifyArchive({ inputs: [explicitFile, path.dirname(explicitFile), path.relative(process.cwd(), explicitFile)], classifier: fakeClassifier(), out: path.join(tmp, 'dedupe-2.jsonl'), progress: false, onRow: (r) => seen.push(r.path) });
     assert.deepEqual(seen, [explicitFile]);
-    assert.equal(again.skippedDuplicates, 1, 'the folder walk skips .data files anyway; the third input is the duplicate');
+    assert.equal(again.skippedDuplicates, 2, 'the folder walk meets the named .data file again, and the third input is the same file');
+    assert.equal(again.skippedNonImages, 0, 'a file named as an input is not a skipped non-image when its folder is walked');
+    // Folder first: the named file, whatever its extension, gets its row where the walk meets it, and only once.
+    const folderFirst: string[] = [];
+    const third = await classifyArchive({ inputs: [path.dirname(explicitFile), explicitFile], classifier: fakeClassifier(), out: path.join(tmp, 'dedupe-4.jsonl'), progress: false, onRow: (r) => folderFirst.push(r.path) });
+    assert.deepEqual(folderFirst, [explicitFile]);
+    assert.deepEqual([third.skippedNonImages, third.skippedDuplicates], [0, 1]);
     const inFolder: string[] = [];
     await classifyArchive({ inputs: [a1, path.join(archive, 'monet')], classifier: fakeClassifier(), out: path.join(tmp, 'dedupe-3.jsonl'), progress: false, onRow: (r) => inFolder.push(r.path) });
     assert.deepEqual(inFolder, [a1, path.join(archive, 'monet/a2.jpg'), path.join(archive, 'monet/sub/deeper/a3.jpg')]);

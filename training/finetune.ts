@@ -171,7 +171,7 @@ export async function trainFinetune(options: FinetuneOptions): Promise<TrainResu
       const t0 = performance.now();
       const a = await extractViews(extractor, samples.map((s) => s.path), k, augment, augmentSeed);
       digests[label] = splitDigest(a.sha256);
-      log(`cut activations (${label}): ${samples.length} images x ${a.viewsPerImage} view(s), ${a.cached} from cache, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      log(`cut activations (${label}): ${samples.length} images x ${a.viewsPerImage} view(s) (the image itself and ${a.viewsPerImage - 1} augmented), ${a.cached} from cache, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       return { codes: a.codes, viewsPerImage: a.viewsPerImage, labels: samples.map((s) => s.label) };
     };
     const trainSet = await activationsOf(dataset.train, 'train', views);

@@ -26,7 +26,7 @@ export function describeMethod(card: ModelCard): string {
   RMSprop ${h.learningRate ?? '1e-4'}, batch ${h.batchSize ?? 20}${h.augment ? ', random horizontal flips' : ''}). \`features\` are the Dense-512 activations.`;
     case 'finetune':
       return `\`finetune\` — ImageNet base ${base} with its top ${h.trainBlocks ?? '?'} stage(s) above cut \`${h.cut ?? '?'}\` trained together with a
-  softmax head on augmented views (${h.views ?? '?'} per image), after a warm-up of the head on frozen features; the layers below the cut stay frozen (int8 as shipped).
+  softmax head on each training image and ${h.views ?? '?'} augmented view(s) of it, after a warm-up of the head on frozen features; the layers below the cut stay frozen (int8 as shipped).
   \`features\` are the pooled final feature map of the fine-tuned top (${card.base.featureDim}-d).`;
     case 'ensemble':
       return `\`ensemble\` — soft vote (mean of the members' probabilities, then temperature-scaled) of ${h.memberCount ?? 'several'} artist-id models

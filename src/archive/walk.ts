@@ -86,7 +86,8 @@ export async function checkInputs(inputs: readonly string[]): Promise<boolean[]>
  *
  * - Folders are walked recursively; a file is yielded when its extension is one of
  *   `IMAGE_EXTENSIONS` (case-insensitive), otherwise it is counted in `opts.stats.skipped`.
- * - A file named in `inputs` is always yielded, whatever its extension.
+ * - A file named in `inputs` is always yielded, whatever its extension, also when a folder given contains it
+ *   (once: at its first occurrence).
  * - Symlinks to files are followed. A folder (linked or not) is entered only if its real path has
  *   not been walked yet, so symlink loops end and no file is yielded twice through links or
  *   overlapping inputs (counted in `stats.revisitedFolders`).
@@ -163,8 +164,10 @@ async function* walkFolder(dir: string, real: string, state: WalkState): AsyncGe
     } else if (entry.isDirectory()) {
       yield* walkFolder(path, join(real, entry.name), state);
     } else if (entry.isFile()) {
-      if (!hasImageExtension(path)) skip(path, state);
-      else if (firstOccurrence(join(real, entry.name), state)) yield path;
+      const realFile = join(real, entry.name);
+      // A file also named as an input is that input, whatever its extension: one row, counted once.
+      if (!hasImageExtension(path) && !state.inputFiles.has(realFile)) skip(path, state);
+      else if (firstOccurrence(realFile, state)) yield path;
     } else if (entry.isSymbolicLink()) {
       yield* walkSymlink(path, state);
     } else {
