@@ -133,7 +133,7 @@ test('flip averaging on MobileNetV2 features: equals (f(x) + f(mirror x)) / 2 pe
   assert.ok(wrapped.graph.initializer.some((t) => t.name === 'artist_id/views/grouped_shape'));
   // Tensors on the 2N view batch must not share the base's batch symbol ("batch_size"): onnxruntime would
   // take them for the same size as an unwrapped model's tensors in one graph (an ensemble) and share buffers.
-  const batchSymbols = (m: typeof featureModel) => new Set(m.graph.value_info.map((v) => v.type?.tensor_type?.shape?.dim?.[0]?.dim_param).filter(Boolean));
+  const batchSymbols = (m: typeof featureModel) => new Set((m.graph.value_info ?? []).map((v) => v.type?.tensor_type?.shape?.dim?.[0]?.dim_param).filter(Boolean));
   assert.ok(batchSymbols(featureModel).has('batch_size'), 'the base declares its own batch symbol');
   assert.deepEqual([...batchSymbols(wrapped)].sort(), ['2N', 'N'], 'the mirror has N rows, everything after the Concat 2N');
   assert.equal(await checkAgainstReference(featureModel), INFO.featureDim);
