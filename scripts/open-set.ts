@@ -239,7 +239,7 @@ the model's own data and stores it in the card (\`openSet\`: score, threshold, \
 \`validationAcceptRate\`, \`testAcceptRate\`);
 \`baseline\` and \`finetune\` models fit energy on their own logits, \`ensemble\` models the maximum softmax
 probability (their \`logits\` are log(mean member probability) / T, whose logsumexp is constant at T = 1). The
-AUROC measured here goes into the cards of the route it was measured for (\`features\`) only.
+AUROC measured here goes only into the cards of the route it was measured for (\`features\` with style statistics, softmax regression, no TTA, label smoothing or mixup).
 Threshold rule: the largest score value that still accepts at least ${pct(m.acceptRate)} of the validation paintings
 (all by trained artists); \`1 - testAcceptRate\` is that model's false-unknown rate on its held-out test split.
 Maximum softmax probability and energy are computed from the \`probabilities\`/\`logits\` outputs; the Gaussian

@@ -138,6 +138,10 @@ test('ensemble: soft vote of two feature-route models', async () => {
   // Members must share preprocessing and opset: the pooled model above and a style-statistics one.
   const style = await trainAndCheck({ method: 'features', out: join(tmp, 'features-style'), ...split, features: 'style', head: { epochs: 2 } });
   assert.ok(models.features, 'the features test ran first');
+  // The leave-one-artist-out AUROC (docs/open-set.json) was measured for the style route: only its cards carry it.
+  const aurocOf = async (folder: string) => (await readModelCard(join(folder, 'model.onnx'))).openSet?.auroc;
+  assert.equal(await aurocOf(models.features), undefined, 'pooled features: no borrowed AUROC');
+  assert.equal(typeof (await aurocOf(style))?.test, 'number', 'style route: the measured AUROC');
   await trainAndCheck({ method: 'ensemble', out: join(tmp, 'ensemble'), members: [models.features, style], data: PAINTINGS, parityImages: 4, log: quiet });
 });
 
