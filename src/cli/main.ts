@@ -115,7 +115,7 @@ export function buildProgram(): Command {
   const program = new Command('artist-id')
     .description('Who painted it? Train artist classifiers on folders of paintings, export them to ONNX, classify archives.')
     .version(PACKAGE_VERSION)
-    .showHelpAfterError();
+    .showHelpAfterError('(run with --help for the options)');
 
   program
     .command('classify')
