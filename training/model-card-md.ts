@@ -66,7 +66,7 @@ ${card.classes.map((c, i) => `${i}. ${c}`).join('\n')}
 | split | images | accuracy |
 |---|---|---|
 | train | ${m.train.images} | ${formatAccuracy(m.train.accuracy, m.train.images)} |
-| validation (chooses the epoch) | ${m.validation.images} | ${formatAccuracy(m.validation.accuracy, m.validation.images)} |
+| validation (chooses the ${card.training.method === 'ensemble' ? 'temperature' : 'epoch'}) | ${m.validation.images} | ${formatAccuracy(m.validation.accuracy, m.validation.images)} |
 ${m.test ? `| **test (held out)** | ${m.test.images} | **${formatAccuracy(m.test.accuracy, m.test.images)}** |\n` : ''}
 ${card.calibration ? `Calibration: temperature scaling fitted on validation, T = ${card.calibration.temperature.toFixed(3)} (folded into the output layer).
 Expected calibration error (15 bins): validation ${card.calibration.validationEceBefore.toFixed(3)} → ${card.calibration.validationEceAfter.toFixed(3)}${card.calibration.testEceAfter !== undefined ? `; test ${card.calibration.testEceBefore!.toFixed(3)} → ${card.calibration.testEceAfter.toFixed(3)}` : ''}.
