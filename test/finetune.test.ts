@@ -161,5 +161,5 @@ test('tiny real run: model.onnx loads in onnxruntime, card says finetune, parity
   // A second run reuses every cached activation (clean + 1 augmented view per training image).
   const again: string[] = [];
   await trainFinetune({ data, out, overwrite: true, split: [4, 2, 2], views: 1, epochs: 0, parityImages: 2, head: { epochs: 2 }, weightsDir: WEIGHTS, log: (l) => again.push(l) });
-  assert.ok(again.some((l) => /^cut activations \(train\): 8 images x 2 view\(s\), 16 from cache,/.test(l)), again.join('\n'));
+  assert.ok(again.some((l) => /^cut activations \(train\): 8 images x 2 view\(s\) \(the image itself and 1 augmented\), 16 from cache,/.test(l)), again.join('\n'));
 });
