@@ -137,7 +137,7 @@ export async function trainEnsemble(options: EnsembleOptions): Promise<TrainResu
 
   const featureDim = members.reduce((s, m) => s + m.card.base.featureDim, 0);
   const sameBase = members.every((m) => m.card.base.name === ref.base.name && m.card.base.sha256 === ref.base.sha256);
-  const memberList = members.map((m) => `${m.card.name}@${m.sha256.slice(0, 12)}`).join(', ');
+  const memberList = members.map((m) => `${m.card.name}@${m.sha256.slice(0, 12)}${m.card.base.tta === 'flip' ? ' (flip TTA)' : ''}`).join(', ');
   const draftCard = (temperature: number): ModelCard => ({
     ...cardIdentity(out, options.name, classes, spec),
     base: {

@@ -60,7 +60,7 @@ ${card.classes.map((c, i) => `${i}. ${c}`).join('\n')}
 - Method: ${describeMethod(card)}
 - Data: \`${t.data}\` (${t.layout} layout); split ${t.split.join('/')} per artist, seed ${t.seed}.
 - ${t.method === 'ensemble' ? `No training of its own: the members were trained (and chose their epochs on validation) separately. Assembly time ${t.seconds} s.` : `Epochs: ${t.epochs} run, epoch ${t.bestEpoch} kept (best validation accuracy). Training time ${t.seconds} s (backend ${t.backend}).`}
-- Hyperparameters: ${Object.entries(t.hyperparameters).map(([k, v]) => `${k}=${v}`).join(', ')}.
+- Hyperparameters: ${Object.entries(t.hyperparameters).map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v}`).join(', ')}.
 
 ## Results
 | split | images | accuracy |
