@@ -25,10 +25,6 @@ import { DataType } from '../src/onnx/schema.js';
 import { TENSOR } from './base.js';
 import { int64Tensor, node, valueInfo } from './graph.js';
 
-/** The view averaging {@link averageFeaturesOverFlip} adds: the image and its horizontal mirror. */
-export const VIEW_AVERAGING = 'flip' as const;
-export type ViewAveraging = typeof VIEW_AVERAGING;
-
 /** Names of the tensors {@link averageFeaturesOverFlip} adds to the graph. */
 export const VIEW_TENSOR = {
   /** `[N,H,W,3] uint8`: the input mirrored left-right. */

@@ -22,7 +22,7 @@ import { checkParity, type ParityResult } from '../export/parity.js';
 import { spliceHead } from '../export/splice.js';
 import { averageFeaturesOverFlip } from '../export/views.js';
 import { createSession } from '../src/inference/session.js';
-import type { ModelCard } from '../src/model/card.js';
+import { TTA_CHOICES, type ModelCard, type TtaChoice } from '../src/model/card.js';
 import { decodeModel, encodeModel } from '../src/onnx/model.js';
 import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
 import { invalidParameterError } from '../src/errors.js';
@@ -73,7 +73,7 @@ export interface TrainOptions extends SplitOptions {
    * Test-time augmentation inside the exported graph: `flip` averages the bottleneck features of each image
    * and its horizontal mirror (export/views.ts), for training, evaluation and serving alike; `none` (default).
    */
-  tta?: 'none' | 'flip';
+  tta?: TtaChoice;
   /** Head hyperparameter overrides. */
   head?: Partial<HeadConfig>;
   /** Replace a model already in `out`; without it, an existing model.onnx there is an error. */
@@ -145,7 +145,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   const weights = await resolveBaseWeights(baseName, { weightsDir: options.weightsDir, acceptSha256: options.acceptSha256, log });
   log(`base: ${baseName} (${weights.source}: ${weights.path})`);
   const tta = options.tta ?? 'none';
-  if (tta !== 'none' && tta !== 'flip') throw invalidParameterError('tta', '"none" or "flip"', tta);
+  if (!TTA_CHOICES.includes(tta)) throw invalidParameterError('tta', `one of ${TTA_CHOICES.map((t) => JSON.stringify(t)).join(', ')}`, tta);
   const plainFeatureModel = isVgg16
     ? await (await import('../export/vgg16-base.js')).buildVgg16FeatureModel(weights.path, spec)
     : featureKind === 'style'

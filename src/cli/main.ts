@@ -9,6 +9,7 @@ import { classifyArchive, formatSummary } from '../archive/run.js';
 import { checkInputs } from '../archive/walk.js';
 import { expectInteger, expectNumber } from '../errors.js';
 import { Classifier } from '../inference/classifier.js';
+import { TTA_CHOICES } from '../model/card.js';
 import { DEFAULT_MODEL_NAME, PACKAGE_VERSION } from '../paths.js';
 import { registerServe } from './commands/serve.js';
 import { registerBench } from './commands/bench.js';
@@ -199,7 +200,7 @@ Exit status:
     .addOption(new Option('--lr-schedule <name>', 'features: learning-rate schedule over epochs (default constant)').choices([...LR_SCHEDULE_NAMES]))
     .option('--label-smoothing <eps>', 'features: label smoothing of the targets, in [0, 0.99] (Szegedy et al. 2016; default 0)', asArgument((v) => expectNumber('--label-smoothing', v, 0, 0.99)))
     .option('--mixup <alpha>', 'features: mixup of bottleneck features and targets with lambda ~ Beta(alpha, alpha), alpha in [0, 10] (Zhang et al. 2018; 0.1-0.4 typical; default 0 = off)', asArgument((v) => expectNumber('--mixup', v, 0, 10)))
-    .addOption(new Option('--tta <views>', 'features: test-time augmentation inside the model: flip averages the bottleneck features of the image and its mirror (2x inference cost); default none').choices(['none', 'flip']))
+    .addOption(new Option('--tta <views>', 'features: test-time augmentation inside the model: flip averages the bottleneck features of the image and its mirror (2x inference cost); default none').choices([...TTA_CHOICES]))
     .option('--views <n>', 'finetune: augmented views per training image, besides the image itself; 0 = none (default 4)', asArgument((v) => expectInteger('--views', v, 0, 64)))
     .option('--train-blocks <n>', 'finetune: top stages of the base that are trained, 0-4 (default 1)', asArgument((v) => expectInteger('--train-blocks', v, 0, 4)))
     .addOption(new Option('--optimizer <name>', 'finetune: optimiser of the fine-tuning step (default rmsprop)').choices(['adam', 'rmsprop']))

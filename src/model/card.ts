@@ -8,6 +8,10 @@ import { z } from 'zod';
 /** ONNX metadata key that holds the card JSON. */
 export const CARD_METADATA_KEY = 'artist_id.card';
 
+/** `--tta` choices: `none`, or `flip` (features averaged over the image and its horizontal mirror, export/views.ts); a card records only `flip`. */
+export const TTA_CHOICES = ['none', 'flip'] as const;
+export type TtaChoice = (typeof TTA_CHOICES)[number];
+
 const preprocessSchema = z.object({
   width: z.number().int().positive(),
   height: z.number().int().positive(),
@@ -92,7 +96,7 @@ export const modelCardSchema = z.object({
     features: z.enum(['pooled', 'style', 'learned']).default('pooled'),
     featureDim: z.number().int().positive(),
     /** Test-time augmentation inside the graph: `flip` = the features are the mean of the image's and its horizontal mirror's (2x base compute). Absent: none. */
-    tta: z.enum(['flip']).optional(),
+    tta: z.enum(TTA_CHOICES).exclude(['none']).optional(),
   }),
   training: z.object({
     method: z.string(),
