@@ -120,6 +120,18 @@ function quantizedInput(graph: GraphProto, tensor: string): { scale: string; zer
   return undefined;
 }
 
+/** Appends the DequantizeLinear that turns the uint8 cut tensor into float `output` (its scale and zero point from a reader of the cut). */
+function dequantizeCut(graph: GraphProto, cut: string, output: string): void {
+  const q = quantizedInput(graph, cut)!;
+  graph.node.push(node('DequantizeLinear', [cut, q.scale, q.zeroPoint], [output], 'artist_id/cut_dequantize'));
+}
+
+/** The exporter emits opset-13 semantics; the int8 base is opset 12 (its QOperator ops are unchanged in 13). Modifies `model`. */
+function useExporterOpset(model: ModelProto): void {
+  model.opset_import = model.opset_import.map((o) => (!o.domain || o.domain === 'ai.onnx' ? { ...o, version: Math.max(13, toNumber(o.version)) } : o));
+  model.ir_version = Math.max(8, toNumber(model.ir_version));
+}
+
 /** Nodes between `cut` and `output` (forward from cut ∩ backward from output). */
 function topNodes(graph: GraphProto, cut: string, output: string): NodeProto[] {
   const after = new Set<string>([cut]);
@@ -158,8 +170,7 @@ export function buildBottomModel(base: ModelProto, info: Pick<BaseGraphInfo, 'in
   const model: ModelProto = structuredClone(base);
   prependPreprocessing(model, info.inputName, spec);
   const g = model.graph;
-  const q = quantizedInput(g, cut)!;
-  g.node.push(node('DequantizeLinear', [cut, q.scale, q.zeroPoint], [CUT_TENSOR.activations], 'artist_id/cut_dequantize'));
+  dequantizeCut(g, cut, CUT_TENSOR.activations);
   g.output = [valueInfo(CUT_TENSOR.activations, DataType.FLOAT, ['N', 'C', 'h', 'w'], `dequantised activations at cut ${cut}: (q - ${quant.zeroPoint}) * ${quant.scale}`)];
   prune(g, [CUT_TENSOR.activations]);
   return model;
@@ -185,6 +196,49 @@ export function buildTopModel(base: ModelProto, info: Pick<BaseGraphInfo, 'featu
   g.output = [valueInfo(info.featureTensor, DataType.FLOAT, ['N', 'D', 'h', 'w'], 'final feature map, NCHW')];
   prune(g, [info.featureTensor]);
   g.input = [valueInfo(cut, DataType.FLOAT, ['N', ...chw], 'dequantised cut activations, NCHW')];
+  return model;
+}
+
+/** Tensor of the model from {@link buildFinetunedBase} holding the fine-tuned final feature map, `[N,D,h,w] float32 NCHW`. */
+export const FINETUNED_MAP = 'artist_id/finetuned_map';
+
+/**
+ * The base with its top replaced by the fine-tuned blocks, in the form of a base (so export/base.ts's and
+ * export/style.ts's feature-model builders take it, with `featureTensor` {@link FINETUNED_MAP}):
+ *
+ *   base input (`info.inputName`, `[N,3,H,W] float32 NCHW` normalised: no preprocessing, the builders prepend it)
+ *     -> the int8 layers below the cut, unchanged (their tensors keep their names, e.g. `339_quantized`)
+ *     -> DequantizeLinear at the cut -> Transpose NHWC -> the blocks exported from TF.js
+ *     -> Transpose NCHW -> {@link FINETUNED_MAP} `[N,D,h,w]` (the graph output)
+ *
+ * The base's own layers after the cut are pruned. The arguments are not modified.
+ *
+ * @param cut - uint8 activation tensor where the blocks start (see {@link MOBILENETV2_INT8_CUTS}).
+ * @param blocks - the fine-tuned blocks in TF.js: input the cut activations `[N,h,w,C] float32 NHWC`, one
+ *   output the final map `[N,h',w',D] NHWC` (the model imported from {@link buildTopModel}, after training).
+ * @throws Error as {@link cutQuantization} for a bad cut; when `blocks` does not have one rank-4 output, or a
+ *   layer of it cannot be exported.
+ */
+export function buildFinetunedBase(base: ModelProto, info: Pick<BaseGraphInfo, 'featureTensor'>, cut: string, blocks: tf.LayersModel): ModelProto {
+  cutQuantization(base, cut, info.featureTensor);
+  if (blocks.outputs.length !== 1 || blocks.outputs[0].shape.length !== 4) {
+    throw new Error(`Expected the fine-tuned blocks to have one rank-4 NHWC output but they have ${blocks.outputs.map((o) => `[${o.shape.join(',')}]`).join(', ')}`);
+  }
+  const exported = exportTfjsToOnnx(blocks, { inputName: 'blocks/input', outputName: 'blocks/output' }).graph;
+  const mapNhwc = exported.output[0].name;
+  const name = (t: string) => (t === '' ? t : t === 'blocks/input' ? CUT_TENSOR.nhwc : `finetune/${t}`);
+  const model: ModelProto = structuredClone(base);
+  const g = model.graph;
+  dequantizeCut(g, cut, CUT_TENSOR.nchw);
+  g.node.push(
+    node('Transpose', [CUT_TENSOR.nchw], [CUT_TENSOR.nhwc], 'artist_id/cut_to_nhwc', { perm: [0, 2, 3, 1] }),
+    ...exported.node.map((n) => ({ ...n, name: `finetune/${n.name ?? n.op_type}`, input: n.input.map(name), output: n.output.map(name) })),
+    node('Transpose', [name(mapNhwc)], [FINETUNED_MAP], 'artist_id/map_to_nchw', { perm: [0, 3, 1, 2] }),
+  );
+  g.initializer.push(...exported.initializer.map((t) => ({ ...t, name: name(t.name ?? '') })));
+  g.output = [valueInfo(FINETUNED_MAP, DataType.FLOAT, ['N', 'D', 'h', 'w'], 'final feature map of the fine-tuned top, NCHW')];
+  prune(g, [FINETUNED_MAP]);
+  useExporterOpset(model);
   return model;
 }
 
@@ -227,9 +281,7 @@ export function spliceTop(bottom: ModelProto, top: tf.LayersModel, card: ModelCa
   g.name = 'artist-id';
   g.output = artistIdOutputs(card, 'pooled final feature map of the fine-tuned top');
   g.value_info = [];
-  // The exporter emits opset-13 semantics; the int8 base is opset 12 (QOperator ops unchanged in 13).
-  model.opset_import = model.opset_import.map((o) => (!o.domain || o.domain === 'ai.onnx' ? { ...o, version: Math.max(13, toNumber(o.version)) } : o));
-  model.ir_version = Math.max(8, toNumber(model.ir_version));
+  useExporterOpset(model);
   model.producer_name = PRODUCER.name;
   model.producer_version = PRODUCER.version;
   model.doc_string = `artist-id model "${card.name}" (fine-tuned top): who painted it, among ${c} artists. Input image [N,${card.preprocessing.height},${card.preprocessing.width},3] uint8 NHWC sRGB (resize: ${card.preprocessing.fit}). See metadata ${CARD_METADATA_KEY}.`;

@@ -19,14 +19,15 @@ export const PRODUCER = { name: 'artist-id', version: '0.1.0' };
  * @param featureModel - output of `buildFeatureModel`.
  * @param head - output of `headToOnnx`.
  * @param card - written as JSON under {@link CARD_METADATA_KEY}.
+ * @param featuresDoc - doc string of the `features` output; default: bottleneck features of the frozen base.
  */
-export function spliceHead(featureModel: ModelProto, head: HeadGraph, card: ModelCard): ModelProto {
+export function spliceHead(featureModel: ModelProto, head: HeadGraph, card: ModelCard, featuresDoc = 'bottleneck features of the frozen base'): ModelProto {
   const model: ModelProto = structuredClone(featureModel);
   const c = card.classes.length;
   model.graph.name = 'artist-id';
   model.graph.node.push(...head.nodes);
   model.graph.initializer.push(...head.initializers);
-  model.graph.output = artistIdOutputs(card, 'bottleneck features of the frozen base');
+  model.graph.output = artistIdOutputs(card, featuresDoc);
   model.producer_name = PRODUCER.name;
   model.producer_version = PRODUCER.version;
   model.doc_string = `artist-id model "${card.name}": who painted it, among ${c} artists. Input image [N,${card.preprocessing.height},${card.preprocessing.width},3] uint8 NHWC sRGB (resize: ${card.preprocessing.fit}). See metadata ${CARD_METADATA_KEY}.`;

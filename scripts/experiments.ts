@@ -124,6 +124,14 @@ export const RUNGS: Rung[] = [
     note: 'MobileNetV2 with its top stage(s) trained together with a softmax head on augmented views, after a warm-up of the head (training/finetune.ts; settings in each model card).',
   },
   {
+    id: 'finetune-style',
+    title: 'fine-tuned top, style statistics + logistic regression',
+    args: () => ['--method', 'finetune', '--features', 'style'],
+    slides: {},
+    passes: 1,
+    note: "the finetune row's fine-tuning, then the default route's head (softmax regression, input dropout 0.2) on the 5,920 style statistics of the base with its fine-tuned top: the five maps below the cut stay the frozen int8 base's, the final 1280-channel map is the fine-tuned one (issue 6).",
+  },
+  {
     id: 'ensemble',
     title: 'ensemble (soft vote)',
     args: () => ['--method', 'ensemble'],

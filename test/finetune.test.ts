@@ -112,7 +112,7 @@ test('folding the standardiser into the Dense layer gives the same logits', () =
 test('bad options name the option, the expectation and the value', async () => {
   const base = { data: PAINTINGS, out: join(work, 'never') };
   await assert.rejects(trainFinetune({ ...base, trainBlocks: 9 }), /Expected integer between 0 and 4 for trainBlocks but received 9/);
-  await assert.rejects(trainFinetune({ ...base, features: 'style' }), /Expected 'pooled' \(or nothing\) for --method finetune for features but received "style"/);
+  await assert.rejects(trainFinetune({ ...base, features: 'gram' as never }), /Expected 'pooled' \(or nothing\) or 'style' for --method finetune for features but received "gram"/);
   await assert.rejects(trainFinetune({ ...base, optimizer: 'sgd' as never }), /Expected 'adam' or 'rmsprop' for optimizer but received "sgd"/);
   await assert.rejects(trainFinetune({ ...base, head: { hidden: 64 } }), /for head\.hidden but received 64/);
 });

@@ -11,6 +11,11 @@
  * -> top exported to ONNX and spliced onto the bottom (export/finetune-export.ts) -> parity (exported
  * ONNX vs ORT bottom + TF.js top on held-out images) -> `<out>/model.onnx` + `MODEL_CARD.md` + `history.json`.
  *
+ * With `features: 'style'` (issue 6) the fine-tuned blocks then replace the base's top
+ * (export/finetune-export.ts buildFinetunedBase) and the features route's head pipeline
+ * (training/train.ts trainHeadOnFeatureModel) is trained on the style statistics of that graph:
+ * frozen int8 maps below the cut, the fine-tuned final map above it.
+ *
  * This is the CPU route of the issue: the frozen part runs once in onnxruntime-node and only the top
  * is trained on cached activations, so the whole run fits the ~20-minute budget on 2 cores.
  */
@@ -19,30 +24,36 @@ import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
 import { importOnnxToTfjs } from '../export/convert/onnx-to-tfjs.js';
 import type { ClipPolicy } from '../export/convert/dequantize.js';
-import { MOBILENETV2_INT8_CUTS, buildBottomModel, buildTopModel, cutQuantization, spliceTop } from '../export/finetune-export.js';
+import { buildFeatureModel } from '../export/base.js';
+import { FINETUNED_MAP, MOBILENETV2_INT8_CUTS, buildBottomModel, buildFinetunedBase, buildTopModel, cutQuantization, spliceTop } from '../export/finetune-export.js';
+import { MOBILENETV2_STYLE_LAYERS, buildStyleFeatureModel, styleFeatureDim } from '../export/style.js';
 import { checkParity } from '../export/parity.js';
 import { createSession } from '../src/inference/session.js';
 import type { ModelCard } from '../src/model/card.js';
-import { encodeModel, decodeModel } from '../src/onnx/model.js';
-import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
+import { encodeModel, decodeModel, type ModelProto } from '../src/onnx/model.js';
+import { decodeImage } from '../src/preprocess/decode.js';
+import { DEFAULT_PREPROCESS, imageBytes } from '../src/preprocess/spec.js';
 import { expectInteger, expectNumber, invalidParameterError } from '../src/errors.js';
 import { BASE_WEIGHTS, resolveBaseWeights } from '../src/weights/base-weights.js';
 import { DEFAULT_AUGMENT, checkAugmentConfig, type AugmentConfig } from './augment.js';
-import { startTraining } from './start.js';
+import { startTraining, type TrainingStart } from './start.js';
 import { splitDigest, type Sample } from './dataset.js';
 import { featureModelKey } from './features.js';
 import { accuracyOf, calibrateOnValidation, cardIdentity, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 import { extractViews, type BottomExtractor } from './finetune/activations.js';
-import { buildTop, evaluateSet, fineTune, predictRows, viewItems, warmUpClassifier, type ActivationSet, type ActivationShape, type FinetuneEpochLog } from './finetune/top.js';
-import { DEFAULT_HEAD, applyTemperature, type EpochLog, type HeadConfig } from './head.js';
+import { buildTop, evaluateSet, fineTune, predictRows, viewItems, warmUpClassifier, type ActivationSet, type ActivationShape, type FinetuneEpochLog, type TopModels } from './finetune/top.js';
+import { DEFAULT_HEAD, applyTemperature, validateHeadConfig, type EpochLog, type HeadConfig } from './head.js';
 import { denseSoftmaxLogits, fitOutputOpenSet, formatOpenSet } from './open-set.js';
-import type { TrainOptions, TrainResult } from './train.js';
+import { ROUTE_HEAD_DEFAULTS, trainHeadOnFeatureModel, type TrainOptions, type TrainResult } from './train.js';
 
 /**
- * Options of {@link trainFinetune}. From {@link TrainOptions}: `features` must be `pooled` or absent
- * (the fine-tuned model's `features` output is the pooled 1280-d final map); `head` configures the
- * classifier (one Dense softmax layer: `hidden` must be 0; `dropout`, `l2` are the final model's, and
- * `learningRate`, `epochs`, `patience`, `batchSize` those of the warm-up step).
+ * Options of {@link trainFinetune}. From {@link TrainOptions}: `features` is `pooled` (default: the
+ * fine-tuned model's `features` output is the pooled 1280-d final map, and the fine-tuning classifier is
+ * the model's classifier) or `style` (after fine-tuning, the features route's head is trained on the style
+ * statistics of the base with its fine-tuned top, see {@link STYLE_TRAIN_BLOCKS}); `head` configures the
+ * fine-tuning classifier (one Dense softmax layer: `hidden` must be 0; `dropout`, `l2` are the final
+ * model's with `pooled`, and `learningRate`, `epochs`, `patience`, `batchSize` those of the warm-up step).
+ * With `style` the style head takes the features route's settings (ROUTE_HEAD_DEFAULTS.style).
  */
 export interface FinetuneOptions extends TrainOptions {
   /** Augmented views per training image, cached besides the clean image (CLI `--views`); default 4. */
@@ -96,10 +107,22 @@ export const DEFAULT_FINETUNE = {
 /** Warm-up classifier defaults: softmax regression on the pooled features, dropout 0.5 and L2 1e-3 (the slides' classifier regularisation). */
 export const FINETUNE_HEAD: Partial<HeadConfig> = { hidden: 0, dropout: 0.5, l2: 1e-3, learningRate: 1e-3, epochs: 60, patience: 15, batchSize: 32 };
 
+/**
+ * `trainBlocks` allowed with `features: 'style'`: those whose cut (624_quantized, 452_quantized) lies at or
+ * after every style map but the final one (MOBILENETV2_STYLE_LAYERS: 339, 365, 400, 426, 452), so those maps
+ * stay the frozen int8 base's and only the final 1280-channel map comes from the fine-tuned top. Deeper cuts
+ * (2-4) would fine-tune layers that produce map 452 (or 426) without their statistics following them.
+ */
+export const STYLE_TRAIN_BLOCKS: readonly number[] = [0, 1];
+
 function checkOptions(o: FinetuneOptions): void {
-  if (o.features !== undefined && o.features !== 'pooled') throw invalidParameterError('features', "'pooled' (or nothing) for --method finetune", o.features);
+  if (o.features !== undefined && o.features !== 'pooled' && o.features !== 'style') throw invalidParameterError('features', "'pooled' (or nothing) or 'style' for --method finetune", o.features);
   if (o.views !== undefined) expectInteger('views', o.views, 0, 64);
   if (o.trainBlocks !== undefined) expectInteger('trainBlocks', o.trainBlocks, 0, MOBILENETV2_INT8_CUTS.length - 1);
+  const trainBlocks = o.trainBlocks ?? DEFAULT_FINETUNE.trainBlocks;
+  if (o.features === 'style' && !STYLE_TRAIN_BLOCKS.includes(trainBlocks)) {
+    throw invalidParameterError('trainBlocks', `${STYLE_TRAIN_BLOCKS.join(' or ')} with features 'style' (cuts ${STYLE_TRAIN_BLOCKS.map((b) => MOBILENETV2_INT8_CUTS[b]).join(', ')}: the style maps below the final one must stay below the cut)`, trainBlocks);
+  }
   if (o.learningRate !== undefined) expectNumber('learningRate', o.learningRate, 1e-9, 1);
   if (o.optimizer !== undefined && o.optimizer !== 'adam' && o.optimizer !== 'rmsprop') throw invalidParameterError('optimizer', "'adam' or 'rmsprop'", o.optimizer);
   if (o.epochs !== undefined) expectInteger('epochs', o.epochs, 0);
@@ -113,8 +136,8 @@ function checkOptions(o: FinetuneOptions): void {
 /**
  * Fine-tunes the top of the base with the classifier, exports and checks the model; writes
  * `<out>/model.onnx`, `<out>/MODEL_CARD.md` and `<out>/history.json` (`{ warmup, finetune }`: per-epoch
- * loss/accuracy of both steps). The card says `training.method: 'finetune'`, `base.features: 'pooled'`,
- * and lists every setting in `training.hyperparameters`.
+ * loss/accuracy of both steps, and `head` with `features: 'style'`). The card says `training.method: 'finetune'`,
+ * `base.features` `'pooled'` (default) or `'style'`, and lists every setting in `training.hyperparameters`.
  *
  * @throws Error on invalid options (naming the option, the expected and the received value), bad data
  *   (see loadDataset), unavailable base weights, undecodable training images, or a failed parity check
@@ -195,6 +218,39 @@ export async function trainFinetune(options: FinetuneOptions): Promise<TrainResu
     });
     const best = tune.history[tune.bestEpoch];
     log(`fine-tuning: kept epoch ${tune.bestEpoch}/${tune.history.length - 1} (stopped by ${tune.stoppedBy})`);
+    const settings: ModelCard['training']['hyperparameters'] = {
+      cut,
+      trainBlocks,
+      trainableWeights: trainable,
+      views,
+      augmentSeed,
+      ...Object.fromEntries(Object.entries(augment).map(([k, v]) => [`augment.${k}`, v])),
+      clip,
+      optimizer: loop.optimizer,
+      learningRate: loop.learningRate,
+      maxEpochs: loop.epochs,
+      batchSize: loop.batchSize,
+      patience: loop.patience,
+      maxSeconds: loop.maxSeconds,
+      stoppedBy: tune.stoppedBy,
+      dropout: headConfig.dropout,
+      l2: headConfig.l2,
+      warmupLearningRate: headConfig.learningRate,
+      warmupMaxEpochs: headConfig.epochs,
+      warmupPatience: headConfig.patience,
+      warmupBatchSize: headConfig.batchSize,
+      warmupBestEpoch: warm.bestEpoch,
+    };
+    if (options.features === 'style') {
+      return await trainStyleHead({
+        tuned: { top, blocks: imported.model, baseModel, baseSha256: weights.sha256, cut, chw: [ch, h, w], bottomSession },
+        described: { seed, epochs: tune.history.length - 1, bestEpoch: tune.bestEpoch, settings, history: { warmup: warm.history, finetune: tune.history } },
+        start: { out, backend, dataset, split },
+        options,
+        started,
+        log,
+      });
+    }
 
     // Temperature scaling on validation, folded into the Dense layer before anything is measured or exported.
     const predictionsOf = (set: ActivationSet): SplitPredictions => ({ probabilities: evaluateSet(top, set, shape, c).probabilities, labels: set.labels });
@@ -229,29 +285,7 @@ export async function trainFinetune(options: FinetuneOptions): Promise<TrainResu
         epochs: tune.history.length - 1,
         bestEpoch: tune.bestEpoch,
         backend: backend.name,
-        hyperparameters: {
-          cut,
-          trainBlocks,
-          trainableWeights: trainable,
-          views,
-          augmentSeed,
-          ...Object.fromEntries(Object.entries(augment).map(([k, v]) => [`augment.${k}`, v])),
-          clip,
-          optimizer: loop.optimizer,
-          learningRate: loop.learningRate,
-          maxEpochs: loop.epochs,
-          batchSize: loop.batchSize,
-          patience: loop.patience,
-          maxSeconds: loop.maxSeconds,
-          stoppedBy: tune.stoppedBy,
-          dropout: headConfig.dropout,
-          l2: headConfig.l2,
-          warmupLearningRate: headConfig.learningRate,
-          warmupMaxEpochs: headConfig.epochs,
-          warmupPatience: headConfig.patience,
-          warmupBatchSize: headConfig.batchSize,
-          warmupBestEpoch: warm.bestEpoch,
-        },
+        hyperparameters: settings,
         splitDigest: { train: digests.train, validation: digests.validation, test: digests.test },
         seconds: 0,
       },
@@ -284,4 +318,95 @@ export async function trainFinetune(options: FinetuneOptions): Promise<TrainResu
   } finally {
     await bottomSession.release();
   }
+}
+
+/** Largest tolerated |map_onnx - map_tfjs| of the pooled fine-tuned final map, relative to its largest |value|. */
+const TOP_PARITY_TOLERANCE = 1e-4;
+
+/**
+ * `--features style` after fine-tuning: the fine-tuned blocks replace the base's top (buildFinetunedBase), the
+ * exported blocks are checked against TF.js (pooled final map on held-out images), and the features route's
+ * head pipeline (trainHeadOnFeatureModel: cached features, head, temperature, open set, export, parity) runs on
+ * the style statistics of that graph: the maps below the cut are the frozen int8 base's, the final map the
+ * fine-tuned top's. The card says method `finetune`, features `style`, and lists the fine-tuning settings
+ * beside the style head's (`styleHead.*`); `epochs`/`bestEpoch` are the fine-tuning step's.
+ *
+ * @throws Error when the exported blocks differ from TF.js by more than {@link TOP_PARITY_TOLERANCE}, and what
+ *   trainHeadOnFeatureModel throws.
+ */
+async function trainStyleHead(run: {
+  /** The fine-tuned top (TF.js; its layers are disposed here once exported), the base it came from, the cut, and the bottom's session. */
+  tuned: { top: TopModels; blocks: tf.LayersModel; baseModel: ModelProto; baseSha256: string; cut: string; chw: [number, number, number]; bottomSession: ort.InferenceSession };
+  /** The fine-tuning step, for the card and history.json. */
+  described: { seed: number; epochs: number; bestEpoch: number; settings: ModelCard['training']['hyperparameters']; history: Record<string, unknown> };
+  start: TrainingStart;
+  options: FinetuneOptions;
+  started: number;
+  log: (line: string) => void;
+}): Promise<TrainResult> {
+  const { tuned, described, start, options, log } = run;
+  const baseInfo = BASE_WEIGHTS['mobilenetv2-12-int8'];
+  const spec = DEFAULT_PREPROCESS;
+  const finetunedBase = buildFinetunedBase(tuned.baseModel, baseInfo, tuned.cut, tuned.blocks);
+  const tunedInfo = { ...baseInfo, featureTensor: FINETUNED_MAP };
+
+  // The head will see only the ONNX graph, so the exported blocks must be the trained ones: pooled final map,
+  // ORT (fine-tuned base) vs ORT bottom + TF.js top, on real held-out images.
+  const parityPaths = (start.dataset.test.length ? start.dataset.test : start.dataset.validation).map((s) => s.path).slice(0, options.parityImages ?? 32);
+  const size = imageBytes(spec);
+  const pixels = new Uint8Array(parityPaths.length * size);
+  for (const [i, path] of parityPaths.entries()) pixels.set(await decodeImage(await readFile(path), spec), i * size);
+  const feeds = { image: new ort.Tensor('uint8', pixels, [parityPaths.length, spec.height, spec.width, 3]) };
+  const { session: pooledSession } = await createSession(encodeModel(buildFeatureModel(finetunedBase, tunedInfo, spec)), { provider: 'cpu' });
+  const onnxPooled = (await pooledSession.run(feeds).finally(() => pooledSession.release())).features.data as Float32Array;
+  const cutActivations = (await tuned.bottomSession.run(feeds)).features.data as Float32Array;
+  const tfjsPooled = tf.tidy(() => (tuned.top.features.predict(tf.tensor4d(cutActivations, [parityPaths.length, ...tuned.chw]).transpose([0, 2, 3, 1])) as tf.Tensor).dataSync() as Float32Array);
+  let scale = 0;
+  let diff = 0;
+  for (let i = 0; i < tfjsPooled.length; i++) {
+    scale = Math.max(scale, Math.abs(tfjsPooled[i]));
+    diff = Math.max(diff, Math.abs(onnxPooled[i] - tfjsPooled[i]));
+  }
+  const topParity = diff / Math.max(scale, 1e-12);
+  log(`fine-tuned top export parity: max |map_onnx - map_tfjs| / max |map| = ${topParity.toExponential(2)} over ${parityPaths.length} images (pooled final map, tolerance ${TOP_PARITY_TOLERANCE})`);
+  if (!(topParity <= TOP_PARITY_TOLERANCE)) {
+    throw new Error(`Parity check failed: the exported fine-tuned top differs from TF.js by ${topParity.toExponential(2)} (relative, pooled final map over ${parityPaths.length} images), above tolerance ${TOP_PARITY_TOLERANCE}`);
+  }
+  tuned.top.exportable.dispose();
+
+  // The style maps below the cut are read from the frozen bottom; the final one from the fine-tuned top.
+  const layers = MOBILENETV2_STYLE_LAYERS.map((l) => (l.tensor === baseInfo.featureTensor ? { ...l, tensor: FINETUNED_MAP } : l));
+  const featureModel = buildStyleFeatureModel(finetunedBase, tunedInfo, spec, layers);
+  const featureDim = styleFeatureDim(layers);
+  const config: HeadConfig = { ...DEFAULT_HEAD, seed: described.seed, ...ROUTE_HEAD_DEFAULTS.style };
+  validateHeadConfig(config);
+  log(`bottleneck features: style statistics of the base with its fine-tuned top, ${featureDim}-d`);
+  return trainHeadOnFeatureModel({
+    featureModel,
+    featureDim,
+    spec,
+    config,
+    // docs/open-set.json measured the frozen style route, not this one: the card states no AUROC.
+    openSetAuroc: undefined,
+    base: { name: 'mobilenetv2-12-int8', sha256: tuned.baseSha256, features: 'style', featureDim },
+    describe: (head) => ({
+      method: 'finetune',
+      seed: described.seed,
+      epochs: described.epochs,
+      bestEpoch: described.bestEpoch,
+      hyperparameters: {
+        ...described.settings,
+        topParity,
+        ...Object.fromEntries(Object.entries(config).map(([k, v]) => [`styleHead.${k}`, v])),
+        'styleHead.bestEpoch': head.bestEpoch,
+        'styleHead.ranEpochs': head.history.length,
+      },
+    }),
+    history: described.history,
+    featuresDoc: 'style statistics (mean, std, Gram) of the base with its fine-tuned top',
+    start,
+    options,
+    started: run.started,
+    log,
+  });
 }

@@ -8,7 +8,7 @@ function featuresMeaning(card: ModelCard): string {
     case 'learned':
       return 'penultimate activations of the network, learned from scratch';
     case 'style':
-      return 'style statistics of the frozen base';
+      return card.training.method === 'finetune' ? 'style statistics of the base with its fine-tuned top' : 'style statistics of the frozen base';
     default:
       return 'global average pool of the final feature map';
   }
@@ -27,7 +27,12 @@ export function describeMethod(card: ModelCard): string {
     case 'finetune':
       return `\`finetune\` — ImageNet base ${base} with its top ${h.trainBlocks ?? '?'} stage(s) above cut \`${h.cut ?? '?'}\` trained together with a
   softmax head on each training image and ${h.views ?? '?'} augmented view(s) of it, after a warm-up of the head on frozen features; the layers below the cut stay frozen (int8 as shipped).
-  \`features\` are the pooled final feature map of the fine-tuned top (${card.base.featureDim}-d).`;
+  ${
+    card.base.features === 'style'
+      ? `\`features\` are style statistics (${card.base.featureDim}-d): those of the frozen maps below the cut and the per-channel mean/std of the fine-tuned final map,
+  computed in the graph; a dense head (hidden ${h['styleHead.hidden'] ?? '?'}, dropout ${h['styleHead.dropout'] ?? '?'}) was then trained on them in TensorFlow.js, replacing the fine-tuning head.`
+      : `\`features\` are the pooled final feature map of the fine-tuned top (${card.base.featureDim}-d).`
+  }`;
     case 'ensemble':
       return `\`ensemble\` — soft vote (mean of the members' probabilities, then temperature-scaled) of ${h.memberCount ?? 'several'} artist-id models
   trained on the same data and split: ${h.members ?? '(see hyperparameters)'}. \`features\` are the members' features side by side (${card.base.featureDim}-d).`;

@@ -23,15 +23,15 @@ import { spliceHead } from '../export/splice.js';
 import { averageFeaturesOverFlip } from '../export/views.js';
 import { createSession } from '../src/inference/session.js';
 import { TTA_CHOICES, type ModelCard, type TtaChoice } from '../src/model/card.js';
-import { decodeModel, encodeModel } from '../src/onnx/model.js';
-import { DEFAULT_PREPROCESS } from '../src/preprocess/spec.js';
+import { decodeModel, encodeModel, type ModelProto } from '../src/onnx/model.js';
+import { DEFAULT_PREPROCESS, type PreprocessSpec } from '../src/preprocess/spec.js';
 import { invalidParameterError } from '../src/errors.js';
 import { BASE_WEIGHTS, resolveBaseWeights, type BaseWeightsName } from '../src/weights/base-weights.js';
-import { startTraining } from './start.js';
+import { startTraining, type TrainingStart } from './start.js';
 import { splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
 import { DEFAULT_OPEN_SET_SCORE, fitHeadOpenSet, formatOpenSet, measuredOpenSetAuroc } from './open-set.js';
-import { DEFAULT_HEAD, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig } from './head.js';
+import { DEFAULT_HEAD, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig, type TrainedHead } from './head.js';
 import type { EnsembleOptions } from './ensemble.js';
 import type { FinetuneOptions } from './finetune.js';
 import type { BaselineOptions } from './train-baseline.js';
@@ -140,7 +140,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   validateHeadConfig(config); // before minutes of feature extraction, not after
   const baseInfo = BASE_WEIGHTS[baseName];
 
-  const { out, backend, dataset, split } = await startTraining(options, seed, log);
+  const start = await startTraining(options, seed, log);
 
   const weights = await resolveBaseWeights(baseName, { weightsDir: options.weightsDir, acceptSha256: options.acceptSha256, log });
   log(`base: ${baseName} (${weights.source}: ${weights.path})`);
@@ -154,10 +154,66 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   // With flip TTA the features themselves are view-averaged, so the head trains on what it will be served.
   const featureModel = tta === 'flip' ? averageFeaturesOverFlip(plainFeatureModel) : plainFeatureModel;
   const featureDim = featureKind === 'style' ? styleFeatureDim(MOBILENETV2_STYLE_LAYERS) : baseInfo.featureDim;
+  log(`bottleneck features: ${featureKind}, ${featureDim}-d${tta === 'flip' ? ', averaged over the image and its mirror (TTA)' : ''}`);
+  // docs/open-set.json measured the default style route (softmax regression, no TTA, plain targets); any other
+  // route's card states no AUROC rather than a borrowed one.
+  const measuredRoute = !isVgg16 && featureKind === 'style' && tta === 'none' && config.hidden === 0 && config.labelSmoothing === 0 && config.mixup === 0 && !config.batchNorm;
+  return trainHeadOnFeatureModel({
+    featureModel,
+    featureDim,
+    spec,
+    config,
+    openSetAuroc: measuredRoute ? await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE) : undefined,
+    base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim, ...(tta === 'flip' ? { tta } : {}) },
+    describe: (head) => ({ method: 'features', seed, epochs: head.history.length, bestEpoch: head.bestEpoch, hyperparameters: { ...config } }),
+    start,
+    options,
+    started,
+    log,
+  });
+}
+
+/** What {@link trainHeadOnFeatureModel} trains on and how its card describes the result. */
+export interface HeadRoute {
+  /** Input `image` `[N,H,W,3] uint8 NHWC`, output `features` `[N,featureDim] float32` (e.g. from buildStyleFeatureModel). */
+  featureModel: ModelProto;
+  featureDim: number;
+  /** Decoding and in-graph preprocessing of `featureModel`, recorded in the card. */
+  spec: PreprocessSpec;
+  /** The head's settings, validated (validateHeadConfig). */
+  config: HeadConfig;
+  /** Leave-one-artist-out AUROC measured for this very route (measuredOpenSetAuroc, docs/open-set.json); absent: the card states none. */
+  openSetAuroc?: Awaited<ReturnType<typeof measuredOpenSetAuroc>>;
+  /** The card's `base`. */
+  base: ModelCard['base'];
+  /** The card's method, seed, epochs and hyperparameters, once the head is trained. */
+  describe: (head: TrainedHead) => Pick<ModelCard['training'], 'method' | 'seed' | 'epochs' | 'bestEpoch' | 'hyperparameters'>;
+  /** `history.json`: the head's per-epoch history alone (default), or these entries plus `head`. */
+  history?: Record<string, unknown>;
+  /** `features` output's doc string in the graph; default as spliceHead's. */
+  featuresDoc?: string;
+  start: TrainingStart;
+  options: Pick<TrainOptions, 'data' | 'name' | 'parityImages'>;
+  /** `performance.now()` when the run began (the card's training.seconds). */
+  started: number;
+  log: (line: string) => void;
+}
+
+/**
+ * The head pipeline after "which feature model": bottleneck features of every split (onnxruntime, cached by
+ * image content and feature-model bytes), head trained in TF.js (best epoch on validation), temperature
+ * scaling, open-set threshold (energy), export (`featureModel` + head spliced, card in metadata), parity check
+ * on held-out images, then `<out>/model.onnx`, `MODEL_CARD.md`, `history.json`. Used by the `features` method
+ * and by `finetune --features style` (on the style statistics of the fine-tuned base).
+ *
+ * @throws Error on undecodable images or a failed parity check (nothing is written then).
+ */
+export async function trainHeadOnFeatureModel(route: HeadRoute): Promise<TrainResult> {
+  const { featureModel, featureDim, spec, config, log, options } = route;
+  const { out, backend, dataset, split } = route.start;
   const featureBytes = encodeModel(featureModel);
   const { session: featureSession } = await createSession(featureBytes, { provider: 'auto' });
   const extractor: FeatureExtractor = { session: featureSession, modelKey: featureModelKey(featureBytes), spec, featureDim };
-  log(`bottleneck features: ${featureKind}, ${featureDim}-d${tta === 'flip' ? ', averaged over the image and its mirror (TTA)' : ''}`);
 
   const digests: Record<string, string> = {};
   const contents: Record<string, string[]> = {};
@@ -185,10 +241,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   if (!identifiable) log('temperature scaling skipped: every validation image is classified correctly, so T is not identifiable (T = 1)');
   applyTemperature(head.model, calibration.temperature);
   // The open-set score reads the temperature-scaled logits, so it is fitted after the temperature is folded in.
-  // docs/open-set.json measured the default style route (softmax regression, no TTA, plain targets); any other
-  // route's card states no AUROC rather than a borrowed one.
-  const measuredRoute = !isVgg16 && featureKind === 'style' && tta === 'none' && config.hidden === 0 && config.labelSmoothing === 0 && config.mixup === 0 && !config.batchNorm;
-  const openSetFit = fitHeadOpenSet({ head, train: trainSet, validation: valSet, test: testSet, auroc: measuredRoute ? await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE) : undefined });
+  const openSetFit = fitHeadOpenSet({ head, train: trainSet, validation: valSet, test: testSet, auroc: route.openSetAuroc });
   log(formatOpenSet(openSetFit.openSet));
   log(formatCalibration(calibration));
   const accuracyOn = (set: FeatureSet) => accuracyOf(predictionsOf(set), c);
@@ -200,19 +253,20 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   };
   log(`best epoch ${head.bestEpoch}/${head.history.length}: validation ${pct(metrics.validation.accuracy)}${metrics.test ? `, test ${pct(metrics.test.accuracy)} (held out)` : ''}`);
 
+  const described = route.describe(head);
   const card: ModelCard = {
     ...cardIdentity(out, options.name, dataset.classes, spec),
-    base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim, ...(tta === 'flip' ? { tta } : {}) },
+    base: route.base,
     training: {
-      method: 'features',
+      method: described.method,
       data: options.data,
       layout: dataset.layout,
-      seed,
+      seed: described.seed,
       split,
-      epochs: head.history.length,
-      bestEpoch: head.bestEpoch,
+      epochs: described.epochs,
+      bestEpoch: described.bestEpoch,
       backend: backend.name,
-      hyperparameters: { ...config },
+      hyperparameters: described.hyperparameters,
       splitDigest: { train: digests.train, validation: digests.validation, test: digests.test },
       seconds: 0,
     },
@@ -225,7 +279,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
 
   // Export, then check the exported graph against its source on real held-out images.
   const headGraph = headToOnnx(head.model, head.standardizer);
-  const draft = encodeModel(openSetFit.addToModel(spliceHead(featureModel, headGraph, card)));
+  const draft = encodeModel(openSetFit.addToModel(spliceHead(featureModel, headGraph, card, route.featuresDoc)));
   const { session: exported } = await createSession(draft, { provider: 'cpu' });
   const parityPaths = (dataset.test.length ? dataset.test : dataset.validation).map((s) => s.path).slice(0, options.parityImages ?? 32);
   const parity = await checkParity(exported, featureSession, (f) => predictHead(head, f), parityPaths, spec);
@@ -233,13 +287,14 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   await Promise.all([exported.release(), featureSession.release()]);
 
   card.parity = { images: parity.images, maxAbsDiff: parity.maxAbsDiff, tolerance: parity.tolerance };
-  card.training.seconds = Math.round((performance.now() - started) / 100) / 10;
-  const modelBytes = encodeModel(openSetFit.addToModel(spliceHead(featureModel, headGraph, card)));
-  const modelPath = await writeModelFolder(out, modelBytes, card, head.history);
+  card.training.seconds = Math.round((performance.now() - route.started) / 100) / 10;
+  const modelBytes = encodeModel(openSetFit.addToModel(spliceHead(featureModel, headGraph, card, route.featuresDoc)));
+  const modelPath = await writeModelFolder(out, modelBytes, card, route.history ? { ...route.history, head: head.history } : head.history);
   head.model.dispose();
   log(`wrote ${modelPath} (${(modelBytes.length / 1e6).toFixed(1)} MB) in ${card.training.seconds} s`);
   return { modelPath, card, parity };
 }
+
 
 /**
  * Warns when the same image bytes sit in two splits (a Keras-layout folder filled by copying, or a

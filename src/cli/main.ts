@@ -75,7 +75,7 @@ const TRAIN_FLAG_METHODS: Record<string, readonly TrainMethod[]> = {
   '--method': ['baseline', 'features', 'finetune', 'ensemble'],
   '--input-size': ['baseline'],
   '--no-augment': ['baseline'],
-  '--features': ['features'],
+  '--features': ['features', 'finetune'],
   '--base': ['features'],
   '--hidden': ['features'],
   '--batch-norm': ['features'],
@@ -192,7 +192,7 @@ Exit status:
     .option('--input-size <px>', `baseline: input width = height in pixels, >= 46 (default ${BASELINE_DEFAULT_INPUT_SIZE}; the slides used 150)`, asArgument((v) => expectInteger('--input-size', v, 46, 1024)))
     .option('--no-augment', 'baseline: no random horizontal flips of training images')
     .addOption(new Option('--base <name>', 'features: frozen ImageNet base; vgg16 (the slides\' base, Keras weights file) takes pooled features only').choices(['mobilenetv2-12-int8', 'vgg16']).default('mobilenetv2-12-int8'))
-    .addOption(new Option('--features <kind>', 'features: style statistics (mean/std/Gram of several maps, default) or the pooled final map').choices(['style', 'pooled']))
+    .addOption(new Option('--features <kind>', 'features, finetune: style statistics (mean/std/Gram of several maps) or the pooled final map (defaults: features style, finetune pooled); finetune with style trains the features route\'s head on the style statistics of the base with its fine-tuned top (--train-blocks 0 or 1)').choices(['style', 'pooled']))
     .option('--hidden <n>', 'features: hidden units of the dense head, 0 for logistic regression (default: 0 for style, 64 for pooled)', asArgument((v) => expectInteger('--hidden', v, 0, 4096)))
     .option('--dropout <rate>', 'dropout rate in [0,1) (defaults: baseline 0.5, features 0.2 style / 0.5 pooled, finetune head 0.5)', asArgument((v) => expectNumber('--dropout', v, 0, 0.99)))
     .option('--l2 <lambda>', 'features, finetune: L2 penalty on the head\'s Dense kernels; default 1e-3', asArgument((v) => expectNumber('--l2', v, 0, 10)))
@@ -239,7 +239,7 @@ option to a method it does not apply to is an error.`)
             ...common,
             ...split,
             weightsDir: opts.weightsDir,
-            ...defined({ epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, views: opts.views, trainBlocks: opts.trainBlocks, optimizer: opts.optimizer, maxSeconds: opts.maxSeconds }),
+            ...defined({ features: opts.features, epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, views: opts.views, trainBlocks: opts.trainBlocks, optimizer: opts.optimizer, maxSeconds: opts.maxSeconds }),
             head: defined({ dropout: opts.dropout, l2: opts.l2 }),
           });
           return;
