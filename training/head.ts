@@ -13,6 +13,9 @@
  * The learning rate follows `lrSchedule` (training/schedules.ts), set on the Adam optimizer before
  * each epoch and recorded per epoch in the history.
  *
+ * `solver: 'lbfgs'` instead fits the softmax regression (`hidden: 0`) to convergence on the full training set
+ * (training/softmax-regression.ts): a convex problem with one minimiser, so no epoch is picked on validation.
+ *
  * Two regularisers of the targets, both off by default and each a row in docs/RESULTS.md:
  * - label smoothing (Szegedy et al. 2016, "Rethinking the Inception Architecture", sec. 7): the one-hot
  *   target becomes `(1 - eps) * onehot + eps / C`, as Keras' `CategoricalCrossentropy(label_smoothing=eps)`;
@@ -24,9 +27,11 @@ import * as tf from '@tensorflow/tfjs';
 import { randomBeta } from 'd3-random';
 import seedrandom from 'seedrandom';
 import type { Standardizer } from '../export/head-to-onnx.js';
+import { HEAD_SOLVERS, type HeadSolver } from '../src/model/card.js';
 import { seededShuffle } from './dataset.js';
 import { reseedDropout } from './dropout.js';
 import { LR_SCHEDULES, createLrSchedule, type LrScheduleName } from './schedules.js';
+import { fitSoftmaxRegression } from './softmax-regression.js';
 
 /** Hyperparameters of the head and its training. */
 export interface HeadConfig {
@@ -64,7 +69,18 @@ export interface HeadConfig {
   batchSize: number;
   /** Seeds weight initialisation, dropout and batch order. */
   seed: number;
+  /**
+   * How the weights are fitted: `adam`, mini-batches with the best epoch on validation accuracy (the
+   * Keras way, any head); `lbfgs`, softmax regression solved to convergence on the whole training set
+   * (training/softmax-regression.ts; `hidden` 0, no dropout, batch norm or mixup; `l2` > 0). With
+   * `lbfgs`, learningRate, lr*, epochs, patience and batchSize are not used.
+   */
+  solver: HeadSolver;
 }
+
+
+/** What a solver implies unless set explicitly: `lbfgs` fits softmax regression without dropout. */
+export const SOLVER_HEAD_DEFAULTS: Record<HeadSolver, Partial<HeadConfig>> = { adam: {}, lbfgs: { hidden: 0, dropout: 0 } };
 
 export const DEFAULT_HEAD: HeadConfig = {
   hidden: 64,
@@ -83,6 +99,7 @@ export const DEFAULT_HEAD: HeadConfig = {
   patience: 20,
   batchSize: 32,
   seed: 42,
+  solver: 'adam',
 };
 
 
@@ -126,7 +143,8 @@ export function fitStandardizer(x: Float32Array, d: number): Standardizer {
   return { mean: Float32Array.from(mean), invStd };
 }
 
-function standardize(x: Float32Array, s: Standardizer): Float32Array {
+/** `(x - mean) · invStd` per feature, `[N,D]` row-major in and out. */
+export function standardize(x: Float32Array, s: Standardizer): Float32Array {
   const d = s.mean.length;
   const out = new Float32Array(x.length);
   for (let i = 0; i < x.length; i++) out[i] = (x[i] - s.mean[i % d]) * s.invStd[i % d];
@@ -153,6 +171,15 @@ export function validateHeadConfig(config: HeadConfig): void {
     throw new Error('Expected hidden > 0 with batchNorm (BatchNormalization goes between the hidden Dense and its ReLU) but received hidden 0; pass --hidden N or drop --batch-norm');
   }
   if (!LR_SCHEDULES.includes(config.lrSchedule)) fail('lrSchedule', `one of ${LR_SCHEDULES.join(', ')}`, config.lrSchedule);
+  if (!HEAD_SOLVERS.includes(config.solver)) fail('solver', `one of ${HEAD_SOLVERS.join(', ')}`, config.solver);
+  if (config.solver === 'lbfgs') {
+    // The convex problem L-BFGS solves is softmax regression with an L2 penalty; anything stochastic or deeper is Adam's.
+    const why = 'with solver lbfgs (softmax regression solved to convergence)';
+    if (config.hidden !== 0) fail('hidden', `0 ${why}`, config.hidden);
+    if (config.dropout !== 0) fail('dropout', `0 ${why}`, config.dropout);
+    if (config.mixup !== 0) fail('mixup', `0 ${why}`, config.mixup);
+    if (!(config.l2 > 0)) fail('l2', `a penalty > 0 ${why}: without it the minimiser need not exist (separable classes)`, config.l2);
+  }
 }
 
 /** The schedule parameters of a head configuration. */
@@ -206,7 +233,7 @@ export function buildHead(featureDim: number, classes: number, config: HeadConfi
 }
 
 /**
- * Trains the head with seeded mini-batches, evaluates on validation after every epoch, keeps the
+ * Trains the head (`solver: 'lbfgs'`: see trainHeadLbfgs below; `adam`, the default: as follows) with seeded mini-batches, evaluates on validation after every epoch, keeps the
  * best epoch's weights (including BatchNormalization's moving statistics), and stops early after
  * `patience` epochs without improvement. Each step reseeds the Dropout layer (training/dropout.ts) so
  * that its mask changes from step to step, reproducibly. Before each epoch the optimizer's learning rate is set from
@@ -223,6 +250,8 @@ export async function trainHead(
   config: HeadConfig = DEFAULT_HEAD,
   onEpoch?: (log: EpochLog) => void,
 ): Promise<TrainedHead> {
+  validateHeadConfig(config);
+  if (config.solver === 'lbfgs') return trainHeadLbfgs(train, validation, featureDim, classes, config, onEpoch);
   const standardizer = fitStandardizer(train.x, featureDim);
   const xTrain = standardize(train.x, standardizer);
   const xVal = tf.tensor2d(standardize(validation.x, standardizer), [validation.y.length, featureDim]);
@@ -272,6 +301,31 @@ export async function trainHead(
   best!.weights.forEach((w) => w.dispose());
   tf.dispose([xVal, yVal]);
   return { model, standardizer, history, bestEpoch: best!.epoch, featureDim, classes };
+}
+
+/**
+ * `solver: 'lbfgs'`: the softmax regression of training/softmax-regression.ts, its weights set into the
+ * same one-layer TF.js head `buildHead` makes (so prediction, temperature scaling and export are shared).
+ * The history has one entry per L-BFGS iteration (each a pass over the whole training set, hence
+ * "epoch"; `learningRate` is the accepted step length), and the kept weights are the last: the minimiser.
+ */
+async function trainHeadLbfgs(train: FeatureSet, validation: FeatureSet, featureDim: number, classes: number, config: HeadConfig, onEpoch?: (log: EpochLog) => void): Promise<TrainedHead> {
+  const standardizer = fitStandardizer(train.x, featureDim);
+  const fit = fitSoftmaxRegression(standardize(train.x, standardizer), train.y, featureDim, classes, {
+    l2: config.l2,
+    labelSmoothing: config.labelSmoothing,
+    validation: { x: standardize(validation.x, standardizer), labels: validation.y },
+  });
+  if (fit.history.length === 0) {
+    throw new Error(`Expected L-BFGS to take at least one step but the gradient at zero weights is already below its tolerance (${fit.gradientMax.toExponential(2)}): are all features constant?`);
+  }
+  const history: EpochLog[] = fit.history.map((h) => ({ epoch: h.iteration, loss: h.objective, accuracy: h.accuracy, valLoss: h.valLoss, valAccuracy: h.valAccuracy, learningRate: h.step }));
+  history.forEach((h) => onEpoch?.(h));
+  const model = buildHead(featureDim, classes, config);
+  const weights = [tf.tensor2d(fit.kernel, [featureDim, classes]), tf.tensor1d(fit.bias)];
+  model.getLayer('output').setWeights(weights);
+  tf.dispose(weights);
+  return { model, standardizer, history, bestEpoch: history.length, featureDim, classes };
 }
 
 /**

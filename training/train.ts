@@ -31,7 +31,7 @@ import { startTraining, type TrainingStart } from './start.js';
 import { splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
 import { DEFAULT_OPEN_SET_SCORE, fitHeadOpenSet, formatOpenSet, measuredOpenSetAuroc } from './open-set.js';
-import { DEFAULT_HEAD, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig, type TrainedHead } from './head.js';
+import { DEFAULT_HEAD, SOLVER_HEAD_DEFAULTS, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig, type TrainedHead } from './head.js';
 import type { EnsembleOptions } from './ensemble.js';
 import type { FinetuneOptions } from './finetune.js';
 import type { BaselineOptions } from './train-baseline.js';
@@ -136,7 +136,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   }
   const featureKind = options.features ?? (isVgg16 ? 'pooled' : 'style');
   const spec = isVgg16 ? (await import('../export/vgg16-base.js')).VGG16_PREPROCESS : DEFAULT_PREPROCESS;
-  const config: HeadConfig = { ...DEFAULT_HEAD, seed, ...ROUTE_HEAD_DEFAULTS[featureKind], ...options.head };
+  const config: HeadConfig = { ...DEFAULT_HEAD, seed, ...ROUTE_HEAD_DEFAULTS[featureKind], ...SOLVER_HEAD_DEFAULTS[options.head?.solver ?? 'adam'], ...options.head };
   validateHeadConfig(config); // before minutes of feature extraction, not after
   const baseInfo = BASE_WEIGHTS[baseName];
 

@@ -9,7 +9,7 @@ import { classifyArchive, formatSummary } from '../archive/run.js';
 import { checkInputs } from '../archive/walk.js';
 import { expectInteger, expectNumber } from '../errors.js';
 import { Classifier } from '../inference/classifier.js';
-import { TTA_CHOICES } from '../model/card.js';
+import { HEAD_SOLVERS, TTA_CHOICES } from '../model/card.js';
 import { DEFAULT_MODEL_NAME, PACKAGE_VERSION } from '../paths.js';
 import { registerServe } from './commands/serve.js';
 import { registerBench } from './commands/bench.js';
@@ -83,6 +83,7 @@ const TRAIN_FLAG_METHODS: Record<string, readonly TrainMethod[]> = {
   '--label-smoothing': ['features'],
   '--mixup': ['features'],
   '--tta': ['features'],
+  '--solver': ['features'],
   '--l2': ['features', 'finetune'],
   '--weights-dir': ['features', 'finetune'],
   '--views': ['finetune'],
@@ -200,6 +201,7 @@ Exit status:
     .addOption(new Option('--lr-schedule <name>', 'features: learning-rate schedule over epochs (default constant)').choices([...LR_SCHEDULE_NAMES]))
     .option('--label-smoothing <eps>', 'features: label smoothing of the targets, in [0, 0.99] (Szegedy et al. 2016; default 0)', asArgument((v) => expectNumber('--label-smoothing', v, 0, 0.99)))
     .option('--mixup <alpha>', 'features: mixup of bottleneck features and targets with lambda ~ Beta(alpha, alpha), alpha in [0, 10] (Zhang et al. 2018; 0.1-0.4 typical; default 0 = off)', asArgument((v) => expectNumber('--mixup', v, 0, 10)))
+    .addOption(new Option('--solver <name>', 'features: how the head is fitted: adam (mini-batches, best epoch on validation; default) or lbfgs (softmax regression solved to convergence on the whole training set; --hidden 0, no dropout)').choices([...HEAD_SOLVERS]))
     .addOption(new Option('--tta <views>', 'features: test-time augmentation inside the model: flip averages the bottleneck features of the image and its mirror (2x inference cost); default none').choices([...TTA_CHOICES]))
     .option('--views <n>', 'finetune: augmented views per training image, besides the image itself; 0 = none (default 4)', asArgument((v) => expectInteger('--views', v, 0, 64)))
     .option('--train-blocks <n>', 'finetune: top stages of the base that are trained, 0-4 (default 1)', asArgument((v) => expectInteger('--train-blocks', v, 0, 4)))
@@ -225,7 +227,7 @@ option to a method it does not apply to is an error.`)
       }
       const common = { out: opts.out, name: opts.name, overwrite: opts.overwrite };
       const split = { data: opts.data, artists: opts.artists, split: opts.split, seed: opts.seed };
-      const head = defined({ epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, hidden: opts.hidden, dropout: opts.dropout, l2: opts.l2, batchNorm: opts.batchNorm, lrSchedule: opts.lrSchedule, labelSmoothing: opts.labelSmoothing, mixup: opts.mixup });
+      const head = defined({ epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, hidden: opts.hidden, dropout: opts.dropout, l2: opts.l2, batchNorm: opts.batchNorm, lrSchedule: opts.lrSchedule, labelSmoothing: opts.labelSmoothing, mixup: opts.mixup, solver: opts.solver });
       switch (method) {
         case 'baseline':
           await runTraining({ method, ...common, ...split, ...defined({ inputSize: opts.inputSize, epochs: opts.epochs, patience: opts.patience, batchSize: opts.batchSize, learningRate: opts.learningRate, dropout: opts.dropout, augment: opts.augment }) });

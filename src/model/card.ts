@@ -12,6 +12,13 @@ export const CARD_METADATA_KEY = 'artist_id.card';
 export const TTA_CHOICES = ['none', 'flip'] as const;
 export type TtaChoice = (typeof TTA_CHOICES)[number];
 
+/**
+ * `--solver` choices, recorded as `training.hyperparameters.solver` of a features card: `adam` (mini-batches,
+ * best epoch on validation) or `lbfgs` (softmax regression solved to convergence, training/softmax-regression.ts).
+ */
+export const HEAD_SOLVERS = ['adam', 'lbfgs'] as const;
+export type HeadSolver = (typeof HEAD_SOLVERS)[number];
+
 const preprocessSchema = z.object({
   width: z.number().int().positive(),
   height: z.number().int().positive(),
