@@ -76,8 +76,11 @@ const run = (args: string[]) => runCli(args, 'inherit');
  * averaged over all its runs on all 11 artists (its row here and its seeded runs in docs/seeds/), and among the
  * routes within one standard error of the best mean (the "one-standard-error rule", Hastie, Tibshirani & Friedman,
  * The Elements of Statistical Learning, 2nd ed., sec. 7.10) the one with the fewest forward passes per image
- * wins, then the higher mean: a gain smaller than the noise does not buy twice the serving cost.
+ * wins, then the higher mean: a gain smaller than the noise does not buy twice the serving cost. Only routes with
+ * at least MIN_SHIP_RUNS runs compete: one run has no standard error, and its single figure would otherwise be
+ * compared with other routes' averages as if it were exact.
  */
+const MIN_SHIP_RUNS = 3;
 function chooseShipped(candidates: Row[], seedRuns: SeedRun[]): { row: Row; rule: string } {
   const scored = candidates.map((row) => {
     const v = [row.validation.accuracy, ...seedRuns.filter((r) => r.experiment === 'all-11' && r.rung === row.rung).map((r) => r.validation)];
@@ -85,11 +88,16 @@ function chooseShipped(candidates: Row[], seedRuns: SeedRun[]): { row: Row; rule
     const se = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1) / v.length) : 0;
     return { row, mean, se, runs: v.length, passes: RUNGS.find((r) => r.id === row.rung)?.passes ?? 1 };
   });
-  const best = scored.reduce((a, b) => (b.mean > a.mean ? b : a));
-  const near = scored.filter((x) => x.mean >= best.mean - best.se).sort((a, b) => a.passes - b.passes || b.mean - a.mean);
+  const left = scored.filter((x) => x.runs < MIN_SHIP_RUNS).map((x) => x.row.rung);
+  const eligible = scored.filter((x) => x.runs >= MIN_SHIP_RUNS);
+  if (eligible.length === 0) {
+    throw new Error(`--ship: expected a route with at least ${MIN_SHIP_RUNS} all-11 runs (its row plus seeded runs: npx tsx scripts/seeds.ts --rungs <rung> --experiments all-11) but none has`);
+  }
+  const best = eligible.reduce((a, b) => (b.mean > a.mean ? b : a));
+  const near = eligible.filter((x) => x.mean >= best.mean - best.se).sort((a, b) => a.passes - b.passes || b.mean - a.mean);
   const pick = near[0];
   const pctOf = (x: number) => `${(100 * x).toFixed(1)}%`;
-  const rule = `mean validation accuracy on all 11 artists ${pctOf(pick.mean)} over ${pick.runs} run(s), ${pick.passes} forward pass(es) per image; best mean ${best.row.rung} ${pctOf(best.mean)} ± ${pctOf(best.se)} (standard error) over ${best.runs} run(s); the fewest passes within one standard error of the best`;
+  const rule = `mean validation accuracy on all 11 artists ${pctOf(pick.mean)} over ${pick.runs} run(s), ${pick.passes} forward pass(es) per image; best mean ${best.row.rung} ${pctOf(best.mean)} ± ${pctOf(best.se)} (standard error) over ${best.runs} run(s); the fewest passes within one standard error of the best${left.length ? `; not compared (fewer than ${MIN_SHIP_RUNS} runs): ${left.join(', ')}` : ''}`;
   return { row: pick.row, rule };
 }
 
