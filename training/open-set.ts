@@ -11,7 +11,7 @@ import { EigenvalueDecomposition, Matrix, QrDecomposition } from 'ml-matrix';
 import seedrandom from 'seedrandom';
 import { OPEN_SET_SCORE_OUTPUT, withOpenSetScore, type WhitenedCentres } from '../export/open-set-graph.js';
 import { outputOpenSetScores } from '../src/inference/open-set-score.js';
-import { GRAPH_OPEN_SET_SCORES, type ModelCard, type OpenSetScoreName } from '../src/model/card.js';
+import { GRAPH_OPEN_SET_SCORES, type HeadSolver, type ModelCard, type OpenSetScoreName } from '../src/model/card.js';
 import type { ModelProto } from '../src/onnx/model.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { softmaxRows } from './calibration.js';
@@ -45,6 +45,8 @@ export interface OpenSetFold {
 /** docs/open-set.json: what scripts/open-set.ts measured. */
 export interface OpenSetMeasurements {
   seed: number;
+  /** How every fold's head was fitted (HeadConfig.solver); absent in measurements made before solvers existed: `adam`. */
+  solver?: HeadSolver;
   backend: string;
   acceptRate: number;
   artists: number;
@@ -95,14 +97,17 @@ export async function readOpenSetMeasurements(path = OPEN_SET_MEASUREMENTS): Pro
 /**
  * The leave-one-artist-out AUROC of a score as measured by scripts/open-set.ts (mean over the folds of
  * docs/open-set.json), for the card's `openSet.auroc`; undefined when the file or the score is missing.
- * It describes the route (style features, logistic regression, the file's seed), not one trained model.
+ * It describes the route (style features, logistic regression fitted by `solver`, the file's seed), not one
+ * trained model; undefined too when the file's heads were fitted by another solver.
  */
-export async function measuredOpenSetAuroc(score: string, path = OPEN_SET_MEASUREMENTS): Promise<OpenSetCard['auroc']> {
+export async function measuredOpenSetAuroc(score: string, solver: HeadSolver, path = OPEN_SET_MEASUREMENTS): Promise<OpenSetCard['auroc']> {
   const m = await readOpenSetMeasurements(path);
   if (!m?.folds?.length || m.folds.some((f) => f.validationAuroc[score] === undefined)) return undefined;
+  // Heads fitted another way are another route: their AUROC is not this one's.
+  if ((m.solver ?? 'adam') !== solver) return undefined;
   const found = summarizeOpenSet(m).scores.find((s) => s.name === score)!;
   return {
-    method: `leave-one-artist-out over ${m.artists} artists, style route, seed ${m.seed} (docs/OPEN_SET.md)`,
+    method: `leave-one-artist-out over ${m.artists} artists, style route (solver ${solver}), seed ${m.seed} (docs/OPEN_SET.md)`,
     validation: found.validationAuroc,
     test: found.testAuroc,
   };

@@ -155,15 +155,15 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   const featureModel = tta === 'flip' ? averageFeaturesOverFlip(plainFeatureModel) : plainFeatureModel;
   const featureDim = featureKind === 'style' ? styleFeatureDim(MOBILENETV2_STYLE_LAYERS) : baseInfo.featureDim;
   log(`bottleneck features: ${featureKind}, ${featureDim}-d${tta === 'flip' ? ', averaged over the image and its mirror (TTA)' : ''}`);
-  // docs/open-set.json measured the default style route (softmax regression, no TTA, plain targets); any other
-  // route's card states no AUROC rather than a borrowed one.
+  // docs/open-set.json measured the style route (softmax regression, no TTA, plain targets, one solver); any
+  // other route's card states no AUROC rather than a borrowed one.
   const measuredRoute = !isVgg16 && featureKind === 'style' && tta === 'none' && config.hidden === 0 && config.labelSmoothing === 0 && config.mixup === 0 && !config.batchNorm;
   return trainHeadOnFeatureModel({
     featureModel,
     featureDim,
     spec,
     config,
-    openSetAuroc: measuredRoute ? await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE) : undefined,
+    openSetAuroc: measuredRoute ? await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE, config.solver) : undefined,
     base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim, ...(tta === 'flip' ? { tta } : {}) },
     describe: (head) => ({ method: 'features', seed, epochs: head.history.length, bestEpoch: head.bestEpoch, hyperparameters: { ...config } }),
     start,
