@@ -44,11 +44,11 @@ import { fitTemperature, softmaxRows } from '../training/calibration.js';
 import { loadDataset, type Sample } from '../training/dataset.js';
 import { extractFeatures, featureModelKey } from '../training/features.js';
 import { DEFAULT_HEAD, SOLVER_HEAD_DEFAULTS, trainHead, type FeatureSet, type HeadConfig } from '../training/head.js';
-import { ROUTE_HEAD_DEFAULTS } from '../training/train.js';
+import { ROUTE_HEAD_DEFAULTS, ROUTE_SOLVER } from '../training/train.js';
 import { HEAD_SOLVERS, type HeadSolver } from '../src/model/card.js';
 import { acceptThreshold, acceptedFraction, auroc, fitTiedGaussian, headLogits, summarizeOpenSet, tiedGaussianScores, type OpenSetFold, type OpenSetMeasurements } from '../training/open-set.js';
 
-const { values } = parseArgs({ options: { data: { type: 'string', default: resolve(PACKAGE_ROOT, '../shared/paintings') }, seed: { type: 'string', default: '42' }, solver: { type: 'string', default: 'adam' }, render: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { data: { type: 'string', default: resolve(PACKAGE_ROOT, '../shared/paintings') }, seed: { type: 'string', default: '42' }, solver: { type: 'string', default: ROUTE_SOLVER.style }, render: { type: 'boolean', default: false } } });
 const JSON_PATH = join(PACKAGE_ROOT, 'docs', 'open-set.json');
 const ACCEPT = 0.95;
 

@@ -189,7 +189,7 @@ const table = EXPERIMENTS.flatMap((e) =>
       return `| ${e.title} | ${rung.title} | — | pending | — | — | — | — | — | — | — | ${slides} |`;
     }
     const ece = r.testEce ? `${r.testEce.before.toFixed(3)} → ${r.testEce.after.toFixed(3)} (T=${r.testEce.temperature.toFixed(2)})` : '—';
-    const epochs = r.method === 'ensemble' ? 'members' : `${r.bestEpoch}/${r.epochs}${r.bestEpoch === r.epochs ? '*' : ''}`;
+    const epochs = r.method === 'ensemble' ? 'members' : r.command.includes('lbfgs') ? `${r.epochs} L-BFGS iterations` : `${r.bestEpoch}/${r.epochs}${r.bestEpoch === r.epochs ? '*' : ''}`;
     const time = r.method === 'ensemble' ? `${r.seconds} s + members` : `${r.seconds} s`;
     return `| ${e.title} | ${rung.title}${shippedInfo && e.id === 'all-11' && shippedInfo.rung === rung.id ? ' (shipped)' : ''} | ${r.test.images} | **${formatAccuracy(r.test.accuracy, r.test.images)}** | ${formatAccuracy(r.validation.accuracy, r.validation.images)} | ${ece} | ${r.seed} | ${r.split.join('/')} | ${r.inputSize}x${r.inputSize} | ${epochs} | ${time} | ${slides} |`;
   }),

@@ -174,7 +174,7 @@ export function validateHeadConfig(config: HeadConfig): void {
   if (!HEAD_SOLVERS.includes(config.solver)) fail('solver', `one of ${HEAD_SOLVERS.join(', ')}`, config.solver);
   if (config.solver === 'lbfgs') {
     // The convex problem L-BFGS solves is softmax regression with an L2 penalty; anything stochastic or deeper is Adam's.
-    const why = 'with solver lbfgs (softmax regression solved to convergence)';
+    const why = 'with solver lbfgs (softmax regression solved to convergence; solver adam trains hidden layers, dropout and mixup)';
     if (config.hidden !== 0) fail('hidden', `0 ${why}`, config.hidden);
     if (config.dropout !== 0) fail('dropout', `0 ${why}`, config.dropout);
     if (config.mixup !== 0) fail('mixup', `0 ${why}`, config.mixup);

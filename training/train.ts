@@ -22,7 +22,7 @@ import { checkParity, type ParityResult } from '../export/parity.js';
 import { spliceHead } from '../export/splice.js';
 import { averageFeaturesOverFlip } from '../export/views.js';
 import { createSession } from '../src/inference/session.js';
-import { TTA_CHOICES, type ModelCard, type TtaChoice } from '../src/model/card.js';
+import { TTA_CHOICES, type HeadSolver, type ModelCard, type TtaChoice } from '../src/model/card.js';
 import { decodeModel, encodeModel, type ModelProto } from '../src/onnx/model.js';
 import { DEFAULT_PREPROCESS, type PreprocessSpec } from '../src/preprocess/spec.js';
 import { invalidParameterError } from '../src/errors.js';
@@ -38,14 +38,21 @@ import type { BaselineOptions } from './train-baseline.js';
 import { accuracyOf, calibrateOnValidation, cardIdentity, formatCalibration, pct, writeModelFolder, type SplitPredictions } from './finish.js';
 
 /**
- * Head settings per feature route, chosen on validation accuracy (docs/RESULTS.md): the 5,920-d style
- * statistics do best with softmax regression and light input dropout; the 1,280-d pooled features with
- * a 64-unit hidden layer. Explicit `head` options override them.
+ * Head settings per feature route with the Adam solver, chosen on validation accuracy (docs/RESULTS.md): the
+ * 5,920-d style statistics do best with softmax regression and light input dropout; the 1,280-d pooled
+ * features with a 64-unit hidden layer. Explicit `head` options override them.
  */
 export const ROUTE_HEAD_DEFAULTS: Record<'pooled' | 'style', Partial<HeadConfig>> = {
   pooled: {},
   style: { hidden: 0, dropout: 0.2 },
 };
+
+/**
+ * Solver per feature route when none is given: the style statistics' softmax regression is solved to
+ * convergence (L-BFGS), which beat Adam with the best epoch on validation over seeds 1-5 on all 11 artists
+ * (docs/SEEDS.md, `features-lbfgs` vs `features`); the pooled route's hidden layer needs Adam.
+ */
+export const ROUTE_SOLVER: Record<'pooled' | 'style', HeadSolver> = { pooled: 'adam', style: 'lbfgs' };
 
 export interface TrainOptions extends SplitOptions {
   /** Dataset root (`<root>/<artist>/*.jpg` or Keras layout). */
@@ -136,7 +143,8 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   }
   const featureKind = options.features ?? (isVgg16 ? 'pooled' : 'style');
   const spec = isVgg16 ? (await import('../export/vgg16-base.js')).VGG16_PREPROCESS : DEFAULT_PREPROCESS;
-  const config: HeadConfig = { ...DEFAULT_HEAD, seed, ...ROUTE_HEAD_DEFAULTS[featureKind], ...SOLVER_HEAD_DEFAULTS[options.head?.solver ?? 'adam'], ...options.head };
+  const solver = options.head?.solver ?? ROUTE_SOLVER[featureKind];
+  const config: HeadConfig = { ...DEFAULT_HEAD, seed, ...ROUTE_HEAD_DEFAULTS[featureKind], ...SOLVER_HEAD_DEFAULTS[solver], solver, ...options.head };
   validateHeadConfig(config); // before minutes of feature extraction, not after
   const baseInfo = BASE_WEIGHTS[baseName];
 
