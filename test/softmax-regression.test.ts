@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import seedrandom from 'seedrandom';
 import { initTrainingBackend } from '../training/backend.js';
-import { DEFAULT_HEAD, SOLVER_HEAD_DEFAULTS, fitStandardizer, predictHead, standardize, trainHead, validateHeadConfig, type HeadConfig } from '../training/head.js';
+import { DEFAULT_HEAD, SOLVER_HEAD_DEFAULTS, fitStandardizer, hyperparametersOf, predictHead, standardize, trainHead, validateHeadConfig, type HeadConfig } from '../training/head.js';
 import { minimizeLbfgs } from '../training/lbfgs.js';
 import { fitSoftmaxRegression } from '../training/softmax-regression.js';
 
@@ -109,4 +109,7 @@ test('head with solver lbfgs: predictions are softmax(standardised x · W + b) o
   assert.throws(() => validateHeadConfig({ ...config, dropout: 0.2 }), /for dropout but received 0.2/);
   assert.throws(() => validateHeadConfig({ ...config, mixup: 0.4 }), /for mixup but received 0.4/);
   assert.throws(() => validateHeadConfig({ ...config, solver: 'sgd' as HeadConfig['solver'] }), /Expected one of adam, lbfgs for solver but received "sgd"/);
+  // The card lists what the fit used: no Adam settings for an L-BFGS head, all of them for an Adam one.
+  assert.deepEqual(Object.keys(hyperparametersOf(config)).sort(), ['dropout', 'hidden', 'l2', 'labelSmoothing', 'seed', 'solver']);
+  assert.equal(hyperparametersOf(DEFAULT_HEAD).learningRate, DEFAULT_HEAD.learningRate);
 });

@@ -78,7 +78,6 @@ export interface HeadConfig {
   solver: HeadSolver;
 }
 
-
 /** What a solver implies unless set explicitly: `lbfgs` fits softmax regression without dropout. */
 export const SOLVER_HEAD_DEFAULTS: Record<HeadSolver, Partial<HeadConfig>> = { adam: {}, lbfgs: { hidden: 0, dropout: 0 } };
 
@@ -115,7 +114,7 @@ export interface EpochLog {
   accuracy: number;
   valLoss: number;
   valAccuracy: number;
-  /** Adam learning rate used for every update of this epoch (the schedule's value). */
+  /** Adam learning rate used for every update of this epoch (the schedule's value); with solver lbfgs, the step length the line search accepted. */
   learningRate: number;
 }
 
@@ -180,6 +179,18 @@ export function validateHeadConfig(config: HeadConfig): void {
     if (config.mixup !== 0) fail('mixup', `0 ${why}`, config.mixup);
     if (!(config.l2 > 0)) fail('l2', `a penalty > 0 ${why}: without it the minimiser need not exist (separable classes)`, config.l2);
   }
+}
+
+/** Settings that only Adam reads (optimizer, schedule, epochs, batches). */
+const ADAM_ONLY: readonly (keyof HeadConfig)[] = ['learningRate', 'lrSchedule', 'lrStepEpochs', 'lrFactor', 'lrPatience', 'lrMin', 'epochs', 'patience', 'batchSize', 'batchNorm', 'mixup'];
+
+/**
+ * The settings a head was actually fitted with, for a model card: with solver lbfgs, Adam's optimizer,
+ * schedule, epoch and batch settings are left out (they played no part).
+ */
+export function hyperparametersOf(config: HeadConfig): Record<string, number | string | boolean> {
+  const used = Object.entries(config).filter(([k]) => config.solver !== 'lbfgs' || !ADAM_ONLY.includes(k as keyof HeadConfig));
+  return Object.fromEntries(used);
 }
 
 /** The schedule parameters of a head configuration. */

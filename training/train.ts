@@ -31,7 +31,7 @@ import { startTraining, type TrainingStart } from './start.js';
 import { splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
 import { DEFAULT_OPEN_SET_SCORE, fitHeadOpenSet, formatOpenSet, measuredOpenSetAuroc } from './open-set.js';
-import { DEFAULT_HEAD, SOLVER_HEAD_DEFAULTS, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig, type TrainedHead } from './head.js';
+import { DEFAULT_HEAD, SOLVER_HEAD_DEFAULTS, hyperparametersOf, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig, type TrainedHead } from './head.js';
 import type { EnsembleOptions } from './ensemble.js';
 import type { FinetuneOptions } from './finetune.js';
 import type { BaselineOptions } from './train-baseline.js';
@@ -173,7 +173,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
     config,
     openSetAuroc: measuredRoute ? await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE, config.solver) : undefined,
     base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim, ...(tta === 'flip' ? { tta } : {}) },
-    describe: (head) => ({ method: 'features', seed, epochs: head.history.length, bestEpoch: head.bestEpoch, hyperparameters: { ...config } }),
+    describe: (head) => ({ method: 'features', seed, epochs: head.history.length, bestEpoch: head.bestEpoch, hyperparameters: hyperparametersOf(config) }),
     start,
     options,
     started,
