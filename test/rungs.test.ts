@@ -23,10 +23,10 @@ import { PACKAGE_ROOT } from '../src/paths.js';
 import { decodeImage } from '../src/preprocess/decode.js';
 import { initTrainingBackend } from '../training/backend.js';
 import { loadDataset } from '../training/dataset.js';
-import { DEFAULT_OPEN_SET_SCORE, acceptThreshold } from '../training/open-set.js';
+import { DEFAULT_OPEN_SET_SCORE, acceptThreshold, measuredOpenSetAuroc } from '../training/open-set.js';
 import { LR_SCHEDULES } from '../training/schedules.js';
 import { BASELINE_DEFAULT_INPUT_SIZE } from '../training/train-baseline.js';
-import { TRAIN_METHODS, train, type TrainMethod, type TrainRequest } from '../training/train.js';
+import { ROUTE_SOLVER, TRAIN_METHODS, train, type TrainMethod, type TrainRequest } from '../training/train.js';
 import { PAINTINGS, WEIGHTS } from './fixtures.js';
 
 const ARTISTS = ['alfred-sisley', 'claude-monet'];
@@ -136,12 +136,16 @@ test('finetune: the top of the base trained with the head', async () => {
 
 test('ensemble: soft vote of two feature-route models', async () => {
   // Members must share preprocessing and opset: the pooled model above and a style-statistics one.
-  const style = await trainAndCheck({ method: 'features', out: join(tmp, 'features-style'), ...split, features: 'style', head: { epochs: 2 } });
+  const style = await trainAndCheck({ method: 'features', out: join(tmp, 'features-style'), ...split, features: 'style' }); // L-BFGS (the style default) has no epochs to cap
   assert.ok(models.features, 'the features test ran first');
-  // The leave-one-artist-out AUROC (docs/open-set.json) was measured for the style route: only its cards carry it.
+  // The leave-one-artist-out AUROC (docs/open-set.json) was measured for the style route on the 11 artists of
+  // ../shared/paintings: only cards of that route and those artists carry it, not these 2-artist models.
   const aurocOf = async (folder: string) => (await readModelCard(join(folder, 'model.onnx'))).openSet?.auroc;
   assert.equal(await aurocOf(models.features), undefined, 'pooled features: no borrowed AUROC');
-  assert.equal(typeof (await aurocOf(style))?.test, 'number', 'style route: the measured AUROC');
+  assert.equal(await aurocOf(style), undefined, 'style route on 2 artists: no AUROC measured on 11');
+  const eleven = (await loadDataset(PAINTINGS, { split: SPLIT, seed: SEED })).classes;
+  assert.equal(typeof (await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE, ROUTE_SOLVER.style, eleven))?.test, 'number', 'style route on the 11 measured artists: the AUROC');
+  assert.equal(await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE, ROUTE_SOLVER.style === 'lbfgs' ? 'adam' : 'lbfgs', eleven), undefined, 'another solver: none');
   await trainAndCheck({ method: 'ensemble', out: join(tmp, 'ensemble'), members: [models.features, style], data: PAINTINGS, parityImages: 4, log: quiet });
 });
 
@@ -151,6 +155,7 @@ test('artist-id train refuses options that do not apply to the method, naming th
     [['--method', 'features', '--input-size', '64', '--data', PAINTINGS, '--out', join(tmp, 'x')], /--input-size does not apply to --method features; it applies to: baseline/],
     [['--method', 'baseline', '--features', 'style', '--data', PAINTINGS, '--out', join(tmp, 'x')], /--features does not apply to --method baseline/],
     [['--method', 'ensemble', '--members', 'a,b', '--epochs', '3', '--out', join(tmp, 'x')], /--epochs does not apply to --method ensemble/],
+    [['--data', PAINTINGS, '--epochs', '3', '--out', join(tmp, 'x')], /Expected no epochs \(--epochs\) with solver lbfgs \(the default for style features\): L-BFGS has no epochs, learning rate or mini-batches/],
     [['--method', 'ensemble', '--out', join(tmp, 'x')], /Expected --members/],
     [['--method', 'baseline', '--out', join(tmp, 'x')], /Expected --data <dir>/],
   ];

@@ -105,7 +105,7 @@ test('head with solver lbfgs: predictions are softmax(standardised x · W + b) o
     const sum = e.reduce((a, b) => a + b, 0);
     e.forEach((v, k) => assert.ok(Math.abs(v / sum - p[i * c + k]) < 1e-5, `row ${i} class ${k}: ${v / sum} vs ${p[i * c + k]}`));
   }
-  assert.throws(() => validateHeadConfig({ ...config, hidden: 64 }), /Expected 0 with solver lbfgs \(softmax regression solved to convergence; solver adam trains hidden layers, dropout and mixup\) for hidden but received 64/);
+  assert.throws(() => validateHeadConfig({ ...config, hidden: 64 }), /Expected 0 with solver lbfgs \(the default for style features: softmax regression solved to convergence; --solver adam trains hidden layers, dropout and mixup\) for hidden but received 64/);
   assert.throws(() => validateHeadConfig({ ...config, dropout: 0.2 }), /for dropout but received 0.2/);
   assert.throws(() => validateHeadConfig({ ...config, mixup: 0.4 }), /for mixup but received 0.4/);
   assert.throws(() => validateHeadConfig({ ...config, solver: 'sgd' as HeadConfig['solver'] }), /Expected one of adam, lbfgs for solver but received "sgd"/);

@@ -173,7 +173,7 @@ export function validateHeadConfig(config: HeadConfig): void {
   if (!HEAD_SOLVERS.includes(config.solver)) fail('solver', `one of ${HEAD_SOLVERS.join(', ')}`, config.solver);
   if (config.solver === 'lbfgs') {
     // The convex problem L-BFGS solves is softmax regression with an L2 penalty; anything stochastic or deeper is Adam's.
-    const why = 'with solver lbfgs (softmax regression solved to convergence; solver adam trains hidden layers, dropout and mixup)';
+    const why = 'with solver lbfgs (the default for style features: softmax regression solved to convergence; --solver adam trains hidden layers, dropout and mixup)';
     if (config.hidden !== 0) fail('hidden', `0 ${why}`, config.hidden);
     if (config.dropout !== 0) fail('dropout', `0 ${why}`, config.dropout);
     if (config.mixup !== 0) fail('mixup', `0 ${why}`, config.mixup);
@@ -182,7 +182,7 @@ export function validateHeadConfig(config: HeadConfig): void {
 }
 
 /** Settings that only Adam reads (optimizer, schedule, epochs, batches). */
-const ADAM_ONLY: readonly (keyof HeadConfig)[] = ['learningRate', 'lrSchedule', 'lrStepEpochs', 'lrFactor', 'lrPatience', 'lrMin', 'epochs', 'patience', 'batchSize', 'batchNorm', 'mixup'];
+export const ADAM_ONLY: readonly (keyof HeadConfig)[] = ['learningRate', 'lrSchedule', 'lrStepEpochs', 'lrFactor', 'lrPatience', 'lrMin', 'epochs', 'patience', 'batchSize', 'batchNorm', 'mixup'];
 
 /**
  * The settings a head was actually fitted with, for a model card: with solver lbfgs, Adam's optimizer,

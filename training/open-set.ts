@@ -98,13 +98,16 @@ export async function readOpenSetMeasurements(path = OPEN_SET_MEASUREMENTS): Pro
  * The leave-one-artist-out AUROC of a score as measured by scripts/open-set.ts (mean over the folds of
  * docs/open-set.json), for the card's `openSet.auroc`; undefined when the file or the score is missing.
  * It describes the route (style features, logistic regression fitted by `solver`, the file's seed), not one
- * trained model; undefined too when the file's heads were fitted by another solver.
+ * trained model; undefined too when the file's heads were fitted by another solver, or when `classes` (the
+ * model's artists) are not the artists the folds left out in turn.
  */
-export async function measuredOpenSetAuroc(score: string, solver: HeadSolver, path = OPEN_SET_MEASUREMENTS): Promise<OpenSetCard['auroc']> {
+export async function measuredOpenSetAuroc(score: string, solver: HeadSolver, classes: readonly string[], path = OPEN_SET_MEASUREMENTS): Promise<OpenSetCard['auroc']> {
   const m = await readOpenSetMeasurements(path);
   if (!m?.folds?.length || m.folds.some((f) => f.validationAuroc[score] === undefined)) return undefined;
-  // Heads fitted another way are another route: their AUROC is not this one's.
+  // Heads fitted another way are another route, and a model of other artists another question: neither gets this AUROC.
   if ((m.solver ?? 'adam') !== solver) return undefined;
+  const measured = m.folds.map((f) => f.artist).sort();
+  if (measured.length !== classes.length || [...classes].sort().some((c, i) => c !== measured[i])) return undefined;
   const found = summarizeOpenSet(m).scores.find((s) => s.name === score)!;
   return {
     method: `leave-one-artist-out over ${m.artists} artists, style route (solver ${solver}), seed ${m.seed} (docs/OPEN_SET.md)`,

@@ -31,7 +31,7 @@ import { startTraining, type TrainingStart } from './start.js';
 import { splitDigest, type Sample, type SplitOptions } from './dataset.js';
 import { extractFeatures, featureModelKey, type FeatureExtractor } from './features.js';
 import { DEFAULT_OPEN_SET_SCORE, fitHeadOpenSet, formatOpenSet, measuredOpenSetAuroc } from './open-set.js';
-import { DEFAULT_HEAD, SOLVER_HEAD_DEFAULTS, hyperparametersOf, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig, type TrainedHead } from './head.js';
+import { ADAM_ONLY, DEFAULT_HEAD, SOLVER_HEAD_DEFAULTS, hyperparametersOf, validateHeadConfig, applyTemperature, predictHead, trainHead, type FeatureSet, type HeadConfig, type TrainedHead } from './head.js';
 import type { EnsembleOptions } from './ensemble.js';
 import type { FinetuneOptions } from './finetune.js';
 import type { BaselineOptions } from './train-baseline.js';
@@ -144,6 +144,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
   const featureKind = options.features ?? (isVgg16 ? 'pooled' : 'style');
   const spec = isVgg16 ? (await import('../export/vgg16-base.js')).VGG16_PREPROCESS : DEFAULT_PREPROCESS;
   const solver = options.head?.solver ?? ROUTE_SOLVER[featureKind];
+  if (solver === 'lbfgs') refuseAdamOnly(options.head ?? {}, options.head?.solver === undefined);
   const config: HeadConfig = { ...DEFAULT_HEAD, seed, ...ROUTE_HEAD_DEFAULTS[featureKind], ...SOLVER_HEAD_DEFAULTS[solver], solver, ...options.head };
   validateHeadConfig(config); // before minutes of feature extraction, not after
   const baseInfo = BASE_WEIGHTS[baseName];
@@ -171,7 +172,7 @@ export async function trainFeatures(options: TrainOptions): Promise<TrainResult>
     featureDim,
     spec,
     config,
-    openSetAuroc: measuredRoute ? await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE, config.solver) : undefined,
+    openSetAuroc: measuredRoute ? await measuredOpenSetAuroc(DEFAULT_OPEN_SET_SCORE, config.solver, start.dataset.classes) : undefined,
     base: { name: baseName, sha256: weights.sha256, features: featureKind, featureDim, ...(tta === 'flip' ? { tta } : {}) },
     describe: (head) => ({ method: 'features', seed, epochs: head.history.length, bestEpoch: head.bestEpoch, hyperparameters: hyperparametersOf(config) }),
     start,
@@ -239,8 +240,10 @@ export async function trainHeadOnFeatureModel(route: HeadRoute): Promise<TrainRe
   digests.test ??= splitDigest([]);
   warnOnRepeatedImages(contents, log);
 
+  // An L-BFGS step is one pass over the whole training set but not an epoch of mini-batches: say which.
+  const step = config.solver === 'lbfgs' ? 'L-BFGS iteration' : 'epoch';
   const head = await trainHead(trainSet, valSet, featureDim, dataset.classes.length, config, (e) => {
-    if (e.epoch % 10 === 0) log(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)} acc ${pct(e.accuracy)} | val loss ${e.valLoss.toFixed(4)} val acc ${pct(e.valAccuracy)}`);
+    if (e.epoch % 10 === 0) log(`${step} ${e.epoch}: loss ${e.loss.toFixed(4)} acc ${pct(e.accuracy)} | val loss ${e.valLoss.toFixed(4)} val acc ${pct(e.valAccuracy)}`);
   });
   // Temperature scaling on validation, folded into the output layer before anything is measured or exported.
   const c = dataset.classes.length;
@@ -259,7 +262,8 @@ export async function trainHeadOnFeatureModel(route: HeadRoute): Promise<TrainRe
     validation: { images: valSet.y.length, accuracy: best.valAccuracy, loss: best.valLoss },
     ...(testSet ? { test: { images: testSet.y.length, accuracy: accuracyOn(testSet) } } : {}),
   };
-  log(`best epoch ${head.bestEpoch}/${head.history.length}: validation ${pct(metrics.validation.accuracy)}${metrics.test ? `, test ${pct(metrics.test.accuracy)} (held out)` : ''}`);
+  const kept = config.solver === 'lbfgs' ? `L-BFGS converged after ${head.history.length} iterations` : `best epoch ${head.bestEpoch}/${head.history.length}`;
+  log(`${kept}: validation ${pct(metrics.validation.accuracy)}${metrics.test ? `, test ${pct(metrics.test.accuracy)} (held out)` : ''}`);
 
   const described = route.describe(head);
   const card: ModelCard = {
@@ -303,6 +307,19 @@ export async function trainHeadOnFeatureModel(route: HeadRoute): Promise<TrainRe
   return { modelPath, card, parity };
 }
 
+
+/**
+ * Refuses settings that L-BFGS would silently ignore (epochs, learning rate, schedule, batches, batch norm):
+ * an option that does nothing is an error, as for options given to a method they do not apply to.
+ *
+ * @throws Error naming the first such setting (and its CLI flag), when `head` sets one.
+ */
+function refuseAdamOnly(head: Partial<HeadConfig>, defaulted: boolean): void {
+  const set = ADAM_ONLY.find((k) => head[k] !== undefined);
+  if (set === undefined) return;
+  const flag = `--${set.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  throw new Error(`Expected no ${set} (${flag}) with solver lbfgs${defaulted ? ' (the default for style features)' : ''}: L-BFGS has no epochs, learning rate or mini-batches, so it would be ignored; add --solver adam to use it, but received ${JSON.stringify(head[set])}`);
+}
 
 /**
  * Warns when the same image bytes sit in two splits (a Keras-layout folder filled by copying, or a
