@@ -26,7 +26,10 @@ export function describeMethod(card: ModelCard): string {
   RMSprop ${h.learningRate ?? '1e-4'}, batch ${h.batchSize ?? 20}${h.augment ? ', random horizontal flips' : ''}). \`features\` are the Dense-512 activations.`;
     case 'finetune':
       return `\`finetune\` — ImageNet base ${base} with its top ${h.trainBlocks ?? '?'} stage(s) above cut \`${h.cut ?? '?'}\` trained together with a
-  softmax head on each training image and ${h.views ?? '?'} augmented view(s) of it, after a warm-up of the head on frozen features; the layers below the cut stay frozen (int8 as shipped).
+  softmax head on each training image and ${h.views ?? '?'} augmented view(s) of it, after a warm-up of the head on frozen features; the layers below the cut stay frozen (int8 as shipped).${
+    t.bestEpoch === 0 ? `
+  **Fine-tuning did not improve validation accuracy, so epoch 0 was kept: the weights above the cut are the ImageNet ones (dequantised to float), and only the warm-up head was trained.**` : ''
+  }
   ${
     card.base.features === 'style'
       ? `\`features\` are style statistics (${card.base.featureDim}-d): those of the frozen maps below the cut and the per-channel mean/std of the fine-tuned final map,
