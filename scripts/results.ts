@@ -173,7 +173,10 @@ if (values.ship) {
   const target = join(MODELS_DIR, 'default');
   await rm(target, { recursive: true, force: true });
   await mkdir(target, { recursive: true });
-  for (const f of ['model.onnx', 'MODEL_CARD.md', 'history.json', 'evaluation.json']) await cp(join(PACKAGE_ROOT, shipped.model, f), join(target, f));
+  for (const f of ['model.onnx', 'MODEL_CARD.md', 'history.json']) await cp(join(PACKAGE_ROOT, shipped.model, f), join(target, f));
+  // The evaluation names the model it ran on: the shipped copy, relative to the package, not the build folder.
+  const evaluation = JSON.parse(await readFile(join(PACKAGE_ROOT, shipped.model, 'evaluation.json'), 'utf8'));
+  await writeFile(join(target, 'evaluation.json'), `${JSON.stringify({ ...evaluation, model: relative(PACKAGE_ROOT, join(target, 'model.onnx')) }, null, 1)}\n`);
   await writeFile(join(ROWS, 'shipped.json'), `${JSON.stringify({ experiment: shipped.experiment, rung: shipped.rung, validation: shipped.validation, rule: choice.rule, createdAt: shipped.createdAt }, null, 1)}\n`);
   process.stderr.write(`shipped ${relative(PACKAGE_ROOT, target)} (${shipped.rung}): ${choice.rule}\n`);
 }
