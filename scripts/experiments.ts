@@ -124,6 +124,14 @@ export const RUNGS: Rung[] = [
     note: 'the default route since it beat Adam on validation over seeds 1-5 (docs/SEEDS.md): the style statistics and L2 1e-3, with the softmax regression solved to convergence on the whole training set by L-BFGS (training/softmax-regression.ts, as scikit-learn fits LogisticRegression) instead of mini-batch Adam with input dropout and the best epoch on validation accuracy; no epoch or seed enters the fit.',
   },
   {
+    id: 'features-lbfgs-tta',
+    title: 'frozen base, style statistics + logistic regression (L-BFGS), flip TTA',
+    args: () => ['--method', 'features', '--features', 'style', '--solver', 'lbfgs', '--tta', 'flip'],
+    slides: {},
+    passes: 2,
+    note: 'the default route with test-time augmentation inside the graph: the style statistics are the mean of those of the image and its horizontal mirror, for training and serving alike (export/views.ts); twice the base compute per image.',
+  },
+  {
     id: 'finetune',
     title: 'fine-tuned top of the base',
     args: () => ['--method', 'finetune'],
