@@ -36,6 +36,8 @@ interface Row {
   /** The `artist-id train` arguments after `train` (paths relative to the repository). */
   command: string[];
   method: string;
+  /** The head's solver where the card records one (`training.hyperparameters.solver`, features route). */
+  solver?: string;
   test: { images: number; correct: number; accuracy: number };
   validation: { images: number; accuracy: number };
   testEce?: { before: number; after: number; temperature: number };
@@ -133,6 +135,7 @@ async function runRow(e: (typeof EXPERIMENTS)[number], rung: Rung): Promise<Row>
     rung: rung.id,
     command: args,
     method: t.method,
+    ...(typeof t.hyperparameters.solver === 'string' ? { solver: t.hyperparameters.solver } : {}),
     test: { images: evaluation.report.images, correct: Math.round(evaluation.report.accuracy * evaluation.report.images), accuracy: evaluation.report.accuracy },
     validation: { images: card.metrics.validation.images, accuracy: card.metrics.validation.accuracy },
     ...(cal?.testEceAfter !== undefined ? { testEce: { before: cal.testEceBefore!, after: cal.testEceAfter, temperature: cal.temperature } } : {}),
@@ -192,7 +195,7 @@ const table = EXPERIMENTS.flatMap((e) =>
       return `| ${e.title} | ${rung.title} | — | pending | — | — | — | — | — | — | — | ${slides} |`;
     }
     const ece = r.testEce ? `${r.testEce.before.toFixed(3)} → ${r.testEce.after.toFixed(3)} (T=${r.testEce.temperature.toFixed(2)})` : '—';
-    const epochs = r.method === 'ensemble' ? 'members' : r.command.includes('lbfgs') ? `${r.epochs} L-BFGS iterations` : `${r.bestEpoch}/${r.epochs}${r.bestEpoch === r.epochs ? '*' : ''}`;
+    const epochs = r.method === 'ensemble' ? 'members' : r.solver === 'lbfgs' ? `${r.epochs} L-BFGS iterations` : `${r.bestEpoch}/${r.epochs}${r.bestEpoch === r.epochs ? '*' : ''}`;
     const time = r.method === 'ensemble' ? `${r.seconds} s + members` : `${r.seconds} s`;
     return `| ${e.title} | ${rung.title}${shippedInfo && e.id === 'all-11' && shippedInfo.rung === rung.id ? ' (shipped)' : ''} | ${r.test.images} | **${formatAccuracy(r.test.accuracy, r.test.images)}** | ${formatAccuracy(r.validation.accuracy, r.validation.images)} | ${ece} | ${r.seed} | ${r.split.join('/')} | ${r.inputSize}x${r.inputSize} | ${epochs} | ${time} | ${slides} |`;
   }),
